@@ -1,0 +1,58 @@
+"""Chalice app: the pipeline's entry points. Each handler hands its event to one function in chalicelib."""
+
+from chalice import Chalice, IAMAuthorizer, Rate
+
+from chalicelib import api, handlers
+from chalicelib.bootstrap import pipeline
+from chalicelib.services import CONTENT_TYPES, TICKS_PROCESSED
+from chalicelib.settings import get_settings
+
+settings = get_settings()
+app = Chalice(app_name="market-data")
+iam = IAMAuthorizer()
+
+
+@app.route("/ingest", methods=["POST"], authorizer=iam, content_types=list(CONTENT_TYPES))
+def ingest():
+    return api.post_ingest(app.current_request, pipeline())
+
+
+@app.route("/bars", methods=["GET"], authorizer=iam)
+def bars():
+    return api.get_bars(app.current_request, pipeline())
+
+
+@app.route("/ingestions/{ingestion_id}", methods=["GET"], authorizer=iam)
+def ingestion(ingestion_id):
+    return api.get_ingestion(app.current_request, pipeline(), ingestion_id)
+
+
+@app.route("/symbols", methods=["GET"], authorizer=iam)
+def symbols():
+    return api.get_symbols(app.current_request, pipeline())
+
+
+@app.on_cw_event(
+    {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [settings.bucket_name]}}},
+    name="DataIngestion",
+)
+def ingest_object(event):
+    return handlers.on_object_created(event.detail, pipeline())
+
+
+@app.on_sqs_message(queue=settings.queue_name, batch_size=10, name="DataProcessor")
+def process_ticks(event):
+    return handlers.on_sqs_batch([r.to_dict() for r in event], pipeline(), settings)
+
+
+@app.on_cw_event(
+    {"source": [settings.event_source], "detail-type": [TICKS_PROCESSED]},
+    name="DataAggregator",
+)
+def aggregate_on_event(event):
+    return handlers.on_ticks_processed(event.detail, pipeline())
+
+
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="DataAggregatorSchedule")
+def aggregate_on_schedule(event):
+    return handlers.on_schedule(pipeline())

@@ -1,0 +1,1 @@
+"""Domain logic, adapters and wiring of the market-data pipeline (everything app.py calls)."""

@@ -1,0 +1,46 @@
+"""S3 adapter: object metadata, streaming reads and ranged reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from ..ports import ObjectInfo
+
+READ_BLOCK = 1024 * 1024
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    @staticmethod
+    def _version(version_id: str | None) -> dict[str, str]:
+        return {"VersionId": version_id} if version_id and version_id != "null" else {}
+
+    def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
+        r = self._client.head_object(Bucket=bucket, Key=key, **self._version(version_id))
+        return ObjectInfo(
+            size=int(r["ContentLength"]), content_type=r.get("ContentType"),
+            metadata={k.lower(): v for k, v in r.get("Metadata", {}).items()},
+            version_id=r.get("VersionId"), etag=r.get("ETag", "").strip('"'),
+        )
+
+    def stream(self, bucket: str, key: str, version_id: str | None) -> Iterator[bytes]:
+        body = self._client.get_object(Bucket=bucket, Key=key, **self._version(version_id))["Body"]
+        try:
+            yield from body.iter_chunks(READ_BLOCK)
+        finally:
+            body.close()
+
+    def read_range(self, bucket: str, key: str, version_id: str | None, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object."""
+        if end <= start:
+            return b""
+        r = self._client.get_object(
+            Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}", **self._version(version_id)
+        )
+        return r["Body"].read()
+
+    def read_all(self, bucket: str, key: str, version_id: str | None) -> bytes:
+        return self._client.get_object(Bucket=bucket, Key=key, **self._version(version_id))["Body"].read()

@@ -1,0 +1,58 @@
+"""SQS adapter: send message bodies in batches that respect SQS's entry and size limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..domain.errors import TransientError
+
+MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = 256 * 1024
+MAX_ATTEMPTS = 6
+
+
+class SqsTickQueue:
+    def __init__(self, client: Any, queue_name: str) -> None:
+        self._client = client
+        self._queue_name = queue_name
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            self._url = self._client.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
+        return self._url
+
+    def send(self, bodies: Sequence[str]) -> int:
+        """Send every body; returns the number of SendMessageBatch requests made."""
+        requests = 0
+        batch: list[str] = []
+        size = 0
+        for body in bodies:
+            length = len(body.encode())
+            if batch and (len(batch) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
+                self._send_batch(batch)
+                requests += 1
+                batch, size = [], 0
+            batch.append(body)
+            size += length
+        if batch:
+            self._send_batch(batch)
+            requests += 1
+        return requests
+
+    def _send_batch(self, bodies: list[str]) -> None:
+        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        for attempt in range(MAX_ATTEMPTS):
+            response = self._client.send_message_batch(QueueUrl=self.url, Entries=entries)
+            failed = {f["Id"] for f in response.get("Failed", [])}
+            if not failed:
+                return
+            sender_faults = [f for f in response["Failed"] if f.get("SenderFault")]
+            if sender_faults:
+                raise ValueError(f"SQS rejected a message: {sender_faults[0].get('Message')}")
+            entries = [e for e in entries if e["Id"] in failed]
+            time.sleep(0.05 * 2**attempt)
+        raise TransientError(f"SQS did not accept {len(entries)} message(s)")

@@ -1,0 +1,165 @@
+"""OHLCV bars as mergeable aggregates.
+
+A ``Bar`` summarises the ticks of one symbol in one window. Bars merge associatively and commutatively,
+so a window's bar is the same whether it is built from one source or from many partial aggregates,
+in any order: open and close are chosen by a total order on ticks (``order_key``), not by arrival.
+
+Ticks with the same timestamp are ordered by numeric trade id when they carry one (exchanges number
+trades in sequence), then by their source's rank (time of receipt), then by position in the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from decimal import Context, Decimal
+
+from .ticks import Tick
+
+MINUTE_NS = 60 * 1_000_000_000
+INTERVALS: dict[str, int] = {
+    "1m": MINUTE_NS,
+    "5m": 5 * MINUTE_NS,
+    "15m": 15 * MINUTE_NS,
+    "1h": 60 * MINUTE_NS,
+    "1d": 1440 * MINUTE_NS,
+}
+# Each interval is built from the next finer one.
+PARENT: dict[str, str] = {"5m": "1m", "15m": "5m", "1h": "15m", "1d": "1h"}
+
+EXACT = Context(prec=80)
+VWAP_CONTEXT = Context(prec=28)
+
+
+def window_start(ts_ns: int, interval: str) -> int:
+    width = INTERVALS[interval]
+    return ts_ns - ts_ns % width
+
+
+def trade_rank(trade_id: str | None) -> str:
+    """Numeric trade ids sort by value; other ids (UUIDs) carry no order and rank as absent."""
+    if trade_id and trade_id.isdigit() and len(trade_id) <= 40:
+        digits = trade_id.lstrip("0") or "0"
+        return f"{len(digits):02d}{digits}"
+    return ""
+
+
+def order_key(ts_ns: int, trade_id: str | None, source_rank: str, seq: int) -> str:
+    """A string whose lexicographic order is the ticks' total order (see module docstring)."""
+    return f"{ts_ns:020d}|{trade_rank(trade_id):42s}|{source_rank}|{seq:012d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """Aggregate of the ticks of ``symbol`` in [start_ns, start_ns + width of ``interval``)."""
+
+    symbol: str
+    interval: str
+    start_ns: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    notional: Decimal  # sum of price * volume, exact
+    trades: int
+    first_ns: int
+    last_ns: int
+    open_key: str
+    close_key: str
+
+    @property
+    def vwap(self) -> Decimal | None:
+        if self.volume == 0:
+            return None
+        return VWAP_CONTEXT.divide(self.notional, self.volume)
+
+    def same_values(self, other: Bar) -> bool:
+        return (
+            self.open == other.open and self.high == other.high and self.low == other.low
+            and self.close == other.close and self.volume == other.volume
+            and self.notional == other.notional and self.trades == other.trades
+            and self.first_ns == other.first_ns and self.last_ns == other.last_ns
+        )
+
+
+def merge(a: Bar, b: Bar) -> Bar:
+    """Combine two aggregates of the same symbol and window (associative and commutative)."""
+    first, last = (a, b) if a.open_key <= b.open_key else (b, a)
+    closer = a if a.close_key >= b.close_key else b
+    return Bar(
+        symbol=a.symbol,
+        interval=a.interval,
+        start_ns=a.start_ns,
+        open=first.open,
+        high=max(a.high, b.high),
+        low=min(a.low, b.low),
+        close=closer.close,
+        volume=EXACT.add(a.volume, b.volume),
+        notional=EXACT.add(a.notional, b.notional),
+        trades=a.trades + b.trades,
+        first_ns=min(a.first_ns, b.first_ns),
+        last_ns=max(a.last_ns, b.last_ns),
+        open_key=first.open_key,
+        close_key=closer.close_key,
+    )
+
+
+def merge_all(bars: Iterable[Bar], interval: str, start_ns: int) -> Bar | None:
+    """Merge aggregates (of any finer window inside it) into the bar of ``interval`` at ``start_ns``."""
+    result: Bar | None = None
+    for bar in bars:
+        bar = replace(bar, interval=interval, start_ns=start_ns)
+        result = bar if result is None else merge(result, bar)
+    return result
+
+
+def partials_from_ticks(ticks: Iterable[Tick], source_rank: str) -> dict[tuple[str, int], Bar]:
+    """One-minute partial aggregates of a batch of ticks, keyed by (symbol, minute start).
+
+    A single pass with plain comparisons: this is the hot path of processing.
+    """
+    out: dict[tuple[str, int], list] = {}
+    mul = EXACT.multiply
+    add = EXACT.add
+    for tick in ticks:
+        ts = tick.ts_ns
+        key = (tick.symbol, ts - ts % MINUTE_NS)
+        okey = order_key(ts, tick.trade_id, source_rank, tick.seq)
+        price = tick.price
+        acc = out.get(key)
+        if acc is None:
+            out[key] = [price, price, price, price, tick.volume, mul(price, tick.volume), 1, ts, ts, okey, okey]
+            continue
+        if okey < acc[9]:
+            acc[0] = price
+            acc[9] = okey
+        if price > acc[1]:
+            acc[1] = price
+        if price < acc[2]:
+            acc[2] = price
+        if okey > acc[10]:
+            acc[3] = price
+            acc[10] = okey
+        acc[4] = add(acc[4], tick.volume)
+        acc[5] = add(acc[5], mul(price, tick.volume))
+        acc[6] += 1
+        if ts < acc[7]:
+            acc[7] = ts
+        if ts > acc[8]:
+            acc[8] = ts
+    return {
+        key: Bar(key[0], "1m", key[1], a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10])
+        for key, a in out.items()
+    }
+
+
+def bars_from_ticks(ticks: Iterable[Tick], interval: str, source_rank: str = "") -> list[Bar]:
+    """Reference computation straight from ticks (used by tests and the benchmark)."""
+    by_window: dict[tuple[str, int], Bar] = {}
+    for (symbol, minute), partial in partials_from_ticks(ticks, source_rank).items():
+        start = window_start(minute, interval)
+        bar = replace(partial, interval=interval, start_ns=start)
+        key = (symbol, start)
+        by_window[key] = bar if key not in by_window else merge(by_window[key], bar)
+    return [by_window[k] for k in sorted(by_window)]

@@ -1,0 +1,305 @@
+"""Decoding tick payloads: JSON (one object or an array), NDJSON and CSV, into validated ticks and rejects.
+
+Two dialects share this code:
+- REST bodies are strict: JSON records use the tick's own field names and unknown fields are errors.
+- Files (and CSV anywhere) find their columns by header aliases and ignore other columns, because
+  exports from exchanges and vendors carry many columns we do not need.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .errors import RecordError
+from .ticks import Tick, tick_from_record
+
+FORMATS = ("json", "ndjson", "csv")
+
+# field -> ordered (alias, epoch unit) pairs; the first alias present in a header wins.
+COLUMN_ALIASES: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "timestamp": (
+        ("timestamp", None), ("ts", None), ("time", None), ("datetime", None), ("date", None),
+        ("timestamp_ms", "ms"), ("timestamp_us", "us"), ("timestamp_ns", "ns"),
+        ("date_and_time", None), ("ts_event", None), ("ts_event_ns", "ns"),
+        ("transact_time_ms", "ms"), ("trade_time", None), ("timestamp_iso", None),
+    ),
+    "price": (("price", None), ("px", None)),
+    "volume": (
+        ("volume", None), ("size", None), ("qty", None), ("quantity", None), ("amount", None),
+    ),
+    "symbol": (("symbol", None), ("ticker", None), ("instrument", None)),
+    "trade_id": (("trade_id", None), ("id", None), ("tid", None), ("agg_trade_id", None)),
+    "side": (("side", None),),
+    "exchange": (("exchange", None),),
+}
+
+
+@dataclass
+class ParseResult:
+    """Ticks that passed, and the rejects (the first ``max_errors`` kept, all counted)."""
+
+    ticks: list[Tick] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    rejected: int = 0
+    max_errors: int = 20
+
+    def reject(self, errors: Iterable[RecordError]) -> None:
+        self.rejected += 1
+        for error in errors:
+            if len(self.errors) < self.max_errors:
+                self.errors.append(error)
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Where each tick field sits in a CSV row, and the epoch unit its column name implies."""
+
+    columns: dict[str, int]
+    timestamp_unit: str | None
+    width: int
+
+    @classmethod
+    def from_header(cls, header: list[str]) -> ColumnMap:
+        names = [normalise_name(h) for h in header]
+        columns: dict[str, int] = {}
+        unit: str | None = None
+        for tick_field, aliases in COLUMN_ALIASES.items():
+            for alias, alias_unit in aliases:
+                if alias in names:
+                    columns[tick_field] = names.index(alias)
+                    if tick_field == "timestamp":
+                        unit = alias_unit
+                    break
+        return cls(columns, unit, len(header))
+
+    def missing(self, default_symbol: str | None) -> list[str]:
+        needed = ["price", "volume"] + ([] if default_symbol else ["symbol"])
+        return [f for f in needed if f not in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns, "timestamp_unit": self.timestamp_unit, "width": self.width}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ColumnMap:
+        return cls(dict(data["columns"]), data.get("timestamp_unit"), int(data["width"]))
+
+
+def normalise_name(name: str) -> str:
+    return name.replace("\ufeff", "").strip().strip('"').lower().replace(" ", "_").replace("-", "_")
+
+
+def header_problem(column_map: ColumnMap, default_symbol: str | None) -> str | None:
+    """Why a CSV header cannot be used, or None when it can."""
+    missing = column_map.missing(default_symbol)
+    if not missing:
+        return None
+    wanted = []
+    for name in missing:
+        aliases = ", ".join(alias for alias, _ in COLUMN_ALIASES[name])
+        hint = " (or x-amz-meta-symbol on the object)" if name == "symbol" else ""
+        wanted.append(f"{name} (one of: {aliases}){hint}")
+    return "header has no column for " + "; ".join(wanted)
+
+
+def _json_loads(text: str) -> Any:
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _aliased(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a file's JSON record onto tick field names by the column aliases."""
+    lowered = {normalise_name(str(k)): v for k, v in record.items()}
+    out: dict[str, Any] = {}
+    unit = None
+    for tick_field, aliases in COLUMN_ALIASES.items():
+        for alias, alias_unit in aliases:
+            if alias in lowered:
+                out[tick_field] = lowered[alias]
+                if tick_field == "timestamp":
+                    unit = alias_unit
+                break
+    out["__unit__"] = unit
+    return out
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What every record of one payload shares."""
+
+    received_ns: int
+    seq_base: int = 0
+    default_symbol: str | None = None
+    strict: bool = False
+    max_errors: int = 20
+
+
+def parse_json_records(records: list[Any], ctx: ParseContext, location: str, first: int,
+                       result: ParseResult) -> None:
+    for offset, record in enumerate(records):
+        index = first + offset
+        where = f"{location} {index}"
+        _one_json_record(record, where, ctx.seq_base + index, ctx, result)
+
+
+def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, result: ParseResult) -> None:
+    if not isinstance(record, dict):
+        result.reject([RecordError(where, "-", f"expected a JSON object, got {type(record).__name__}")])
+        return
+    unit = None
+    if not ctx.strict:
+        record = _aliased(record)
+        unit = record.pop("__unit__")
+    tick, errors = tick_from_record(
+        record, location=where, seq=seq, received_ns=ctx.received_ns,
+        default_symbol=ctx.default_symbol, timestamp_unit=unit, strict_fields=ctx.strict,
+    )
+    if tick is None:
+        result.reject(errors)
+    else:
+        result.ticks.append(tick)
+
+
+def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
+    """A JSON body: one tick object or an array of them. Records are numbered from 0."""
+    result = ParseResult(max_errors=ctx.max_errors)
+    stripped = text.lstrip("\ufeff").strip()
+    if not stripped:
+        result.reject([RecordError("body", "-", "is empty")])
+        return result
+    try:
+        document = _json_loads(stripped)
+    except json.JSONDecodeError as exc:
+        result.reject([RecordError(f"line {exc.lineno} column {exc.colno}", "-", f"invalid JSON: {exc.msg}")])
+        return result
+    except ValueError as exc:
+        result.reject([RecordError("body", "-", f"invalid JSON: {exc}")])
+        return result
+    if isinstance(document, list):
+        if not document:
+            result.reject([RecordError("body", "-", "is an empty array")])
+        parse_json_records(document, ctx, "record", 0, result)
+    else:
+        _one_json_record(document, "record 0", ctx.seq_base, ctx, result)
+    return result
+
+
+def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext) -> ParseResult:
+    """NDJSON: one JSON object per line; blank lines are skipped. ``first_line`` is 1-based."""
+    result = ParseResult(max_errors=ctx.max_errors)
+    for offset, line in enumerate(lines):
+        number = first_line + offset
+        text = line.strip().lstrip("\ufeff")
+        if not text:
+            continue
+        where = f"line {number}"
+        if "\ufffd" in text:
+            result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
+            continue
+        try:
+            record = _json_loads(text)
+        except json.JSONDecodeError as exc:
+            result.reject([RecordError(where, "-", f"invalid JSON at column {exc.colno}: {exc.msg}")])
+            continue
+        except ValueError as exc:
+            result.reject([RecordError(where, "-", f"invalid JSON: {exc}")])
+            continue
+        _one_json_record(record, where, ctx.seq_base + number, ctx, result)
+    return result
+
+
+def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ctx: ParseContext) -> ParseResult:
+    """CSV data rows (no header); ``first_line`` is the 1-based file line of ``lines[0]``."""
+    result = ParseResult(max_errors=ctx.max_errors)
+    columns = list(column_map.columns.items())
+    unit = column_map.timestamp_unit
+    received_ns = ctx.received_ns
+    default_symbol = ctx.default_symbol
+    for offset, row in enumerate(csv.reader(lines)):
+        number = first_line + offset
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        where = f"line {number}"
+        joined = ",".join(row)
+        if "\ufffd" in joined or "\x00" in joined:
+            result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
+            continue
+        record: dict[str, Any] = {}
+        short = False
+        for name, index in columns:
+            if index < len(row):
+                record[name] = row[index]
+            elif name in ("price", "volume") or (name == "symbol" and not default_symbol):
+                short = True
+        if short:
+            result.reject([RecordError(where, "-", f"has {len(row)} columns, the header has {column_map.width}")])
+            continue
+        tick, errors = tick_from_record(
+            record, location=where, seq=ctx.seq_base + number, received_ns=received_ns,
+            default_symbol=default_symbol, timestamp_unit=unit,
+        )
+        if tick is None:
+            result.reject(errors)
+        else:
+            result.ticks.append(tick)
+    return result
+
+
+def split_header(text: str) -> tuple[list[str] | None, list[str]]:
+    """Split CSV text into (header cells, remaining lines)."""
+    lines = text.lstrip("\ufeff").splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return None, []
+    header = next(csv.reader([lines[0]]))
+    return header, lines[1:]
+
+
+def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
+    """A whole CSV body: header row, then data rows (line numbers count the header as line 1)."""
+    result = ParseResult(max_errors=ctx.max_errors)
+    stripped = text.lstrip("\ufeff")
+    lines = stripped.splitlines()
+    leading = 0
+    while leading < len(lines) and not lines[leading].strip():
+        leading += 1
+    if leading == len(lines):
+        result.reject([RecordError("body", "-", "is empty")])
+        return result
+    header = next(csv.reader([lines[leading]]))
+    column_map = ColumnMap.from_header(header)
+    problem = header_problem(column_map, ctx.default_symbol)
+    if problem:
+        result.reject([RecordError(f"line {leading + 1}", "header", problem)])
+        return result
+    return parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)
+
+
+def detect_format(name: str, content_type: str | None, head: bytes) -> str | None:
+    """Format from a file name, else a content type, else the first non-blank byte."""
+    lowered = name.lower()
+    if lowered.endswith(".gz"):
+        lowered = lowered[:-3]
+    for suffix, fmt in ((".csv", "csv"), (".tsv", None), (".ndjson", "ndjson"), (".jsonl", "ndjson"),
+                        (".json", "json")):
+        if lowered.endswith(suffix):
+            return fmt
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    by_type = {"text/csv": "csv", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson",
+               "application/json": "json"}
+    if ctype in by_type:
+        return by_type[ctype]
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text.startswith(b"["):
+        return "json"
+    if text.startswith(b"{"):
+        return "ndjson"
+    return "csv"

@@ -1,0 +1,173 @@
+"""Trade ticks: the Tick value, and validation of one raw record (mapping of field -> raw value) into a Tick.
+
+Validation is hand-written rather than a pydantic model per tick: it runs once per tick on the hot path
+of every ingestion, and it must keep prices exact (``Decimal`` from the text, never via ``float``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import RecordError
+from .timefmt import MAX_FUTURE_NS, MIN_TIMESTAMP_NS, TimestampError, format_ns, parse_timestamp
+
+SYMBOL_RE = re.compile(r"[A-Za-z0-9._\-/:]{1,32}")
+TOKEN_RE = re.compile(r"[A-Za-z0-9._\-/: ]{1,64}")
+TICK_FIELDS = ("symbol", "price", "volume", "timestamp", "trade_id", "side", "exchange")
+REQUIRED_FIELDS = ("symbol", "price", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One trade. ``ts_ns`` is UTC epoch nanoseconds; ``seq`` is the tick's position in its source."""
+
+    symbol: str
+    price: Decimal
+    volume: Decimal
+    ts_ns: int
+    seq: int
+    trade_id: str | None = None
+    side: str | None = None
+    exchange: str | None = None
+
+
+class FieldError(ValueError):
+    """Raised by a field parser; turned into a RecordError with the record's location."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def parse_decimal(field: str, raw: Any, *, allow_zero: bool) -> Decimal:
+    if isinstance(raw, Decimal):
+        value = raw
+    elif isinstance(raw, bool) or raw is None:
+        raise FieldError(field, f"must be a number, got {_show(raw)}")
+    elif isinstance(raw, int):
+        value = Decimal(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            raise FieldError(field, "is empty")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise FieldError(field, f"is not a number: {_show(raw)}") from None
+    elif isinstance(raw, float):
+        # Only reachable from callers that parsed JSON themselves; repr is the shortest exact round-trip.
+        value = Decimal(repr(raw))
+    else:
+        raise FieldError(field, f"must be a number, got {type(raw).__name__}")
+    if not value.is_finite():
+        raise FieldError(field, f"must be finite, got {_show(raw)}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise FieldError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {_show(raw)}")
+    if value.adjusted() >= 18:
+        raise FieldError(field, f"is out of range (at most 18 digits before the point): {_show(raw)}")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -18:
+        raise FieldError(field, f"has more than 18 decimal places: {_show(raw)}")
+    return value
+
+
+def parse_symbol(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise FieldError("symbol", f"must be a string, got {_show(raw)}")
+    text = raw.strip()
+    if not SYMBOL_RE.fullmatch(text):
+        raise FieldError(
+            "symbol", f"must be 1-32 letters, digits or . - _ / :, got {_show(raw)}"
+        )
+    return text
+
+
+def parse_token(field: str, raw: Any) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise FieldError(field, f"must be a string, got {_show(raw)}")
+    text = str(raw).strip()
+    if not text:
+        return None
+    if not TOKEN_RE.fullmatch(text):
+        raise FieldError(field, f"must be 1-64 printable characters, got {_show(raw)}")
+    return text
+
+
+def tick_from_record(
+    record: Mapping[str, Any],
+    *,
+    location: str,
+    seq: int,
+    received_ns: int,
+    default_symbol: str | None = None,
+    timestamp_unit: str | None = None,
+    strict_fields: bool = False,
+) -> tuple[Tick | None, list[RecordError]]:
+    """Validate one record. Returns the tick, or None and every problem found in the record."""
+    errors: list[RecordError] = []
+    if strict_fields:
+        for name in record:
+            if name not in TICK_FIELDS:
+                errors.append(RecordError(location, str(name)[:64], "unknown field"))
+    symbol = price = volume = None
+    ts_ns = received_ns
+    trade_id = side = exchange = None
+    raw_symbol = record.get("symbol")
+    if raw_symbol is None or raw_symbol == "":
+        raw_symbol = default_symbol
+    try:
+        if raw_symbol is None:
+            raise FieldError("symbol", "is required")
+        symbol = parse_symbol(raw_symbol)
+    except FieldError as exc:
+        errors.append(RecordError(location, exc.field, exc.reason))
+    for field, allow_zero in (("price", False), ("volume", True)):
+        raw = record.get(field)
+        try:
+            if raw is None:
+                raise FieldError(field, "is required")
+            value = parse_decimal(field, raw, allow_zero=allow_zero)
+            if field == "price":
+                price = value
+            else:
+                volume = value
+        except FieldError as exc:
+            errors.append(RecordError(location, exc.field, exc.reason))
+    raw_ts = record.get("timestamp")
+    if raw_ts is not None and raw_ts != "":
+        try:
+            ts_ns = parse_timestamp(raw_ts, unit=timestamp_unit)
+            if ts_ns < MIN_TIMESTAMP_NS or ts_ns > received_ns + MAX_FUTURE_NS:
+                raise TimestampError(
+                    f"{format_ns(ts_ns)} is outside the accepted range "
+                    f"({format_ns(MIN_TIMESTAMP_NS)} to one day after receipt)"
+                )
+        except TimestampError as exc:
+            errors.append(RecordError(location, "timestamp", str(exc)))
+    for field in ("trade_id", "side", "exchange"):
+        try:
+            value_s = parse_token(field, record.get(field))
+        except FieldError as exc:
+            errors.append(RecordError(location, exc.field, exc.reason))
+            continue
+        if field == "trade_id":
+            trade_id = value_s
+        elif field == "side":
+            side = value_s.lower() if value_s else None
+        else:
+            exchange = value_s
+    if errors or symbol is None or price is None or volume is None:
+        return None, errors
+    return Tick(symbol, price, volume, ts_ns, seq, trade_id, side, exchange), errors
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."

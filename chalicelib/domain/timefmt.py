@@ -1,0 +1,104 @@
+"""Timestamps: parse ISO 8601 or epoch numbers into UTC epoch nanoseconds, and format them back.
+
+Epoch numbers are told apart by magnitude: below 1e11 seconds, below 1e14 milliseconds, below 1e17
+microseconds, otherwise nanoseconds. Everything is integer or Decimal arithmetic, so a nanosecond
+timestamp survives exactly.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+NS_PER_S = 1_000_000_000
+UNIT_NS = {"s": NS_PER_S, "ms": 1_000_000, "us": 1_000, "ns": 1}
+MIN_TIMESTAMP_NS = calendar.timegm((1980, 1, 1, 0, 0, 0)) * NS_PER_S
+MAX_FUTURE_NS = 86_400 * NS_PER_S
+
+_ISO_RE = re.compile(
+    r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
+    r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+)
+_NUMERIC_RE = re.compile(r"[+-]?\d+(?:\.\d*)?")
+
+
+class TimestampError(ValueError):
+    """The value is not a timestamp we can read; the message says why."""
+
+
+def parse_timestamp(raw: Any, unit: str | None = None) -> int:
+    """Parse one raw timestamp into epoch nanoseconds. ``unit`` forces the epoch unit (from a column name)."""
+    if isinstance(raw, bool):
+        raise TimestampError(f"must be ISO 8601 or epoch number, got {raw!r}")
+    if isinstance(raw, (int, Decimal)):
+        return _epoch_to_ns(Decimal(raw), unit)
+    if isinstance(raw, float):
+        return _epoch_to_ns(Decimal(repr(raw)), unit)
+    if not isinstance(raw, str):
+        raise TimestampError(f"must be ISO 8601 or epoch number, got {type(raw).__name__}")
+    text = raw.strip()
+    if _NUMERIC_RE.fullmatch(text):
+        return _epoch_to_ns(Decimal(text), unit)
+    match = _ISO_RE.fullmatch(text)
+    if not match:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise TimestampError(f"is not ISO 8601 or an epoch number: {shown!r}")
+    year, month, day, hour, minute, second, frac, zone = match.groups()
+    try:
+        stamp = datetime(
+            int(year), int(month), int(day),
+            int(hour or 0), int(minute or 0), int(second or 0),
+            tzinfo=timezone.utc,
+        )
+    except ValueError as exc:
+        raise TimestampError(f"is not a valid date/time: {text!r} ({exc})") from None
+    seconds = calendar.timegm(stamp.utctimetuple())
+    ns = seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
+    if zone and zone not in ("Z", "z", "UTC"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset_min = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+        ns -= sign * offset_min * 60 * NS_PER_S
+    return ns
+
+
+def _epoch_to_ns(value: Decimal, unit: str | None) -> int:
+    try:
+        if not value.is_finite():
+            raise TimestampError(f"must be finite, got {value}")
+        if unit is None:
+            magnitude = abs(value)
+            if magnitude < Decimal("1e11"):
+                unit = "s"
+            elif magnitude < Decimal("1e14"):
+                unit = "ms"
+            elif magnitude < Decimal("1e17"):
+                unit = "us"
+            else:
+                unit = "ns"
+        ns = value * UNIT_NS[unit]
+        if ns != ns.to_integral_value():
+            raise TimestampError(f"has more precision than one nanosecond: {value}")
+        return int(ns)
+    except InvalidOperation:
+        raise TimestampError(f"is not a number: {value}") from None
+
+
+def format_ns(ns: int) -> str:
+    """ISO 8601 UTC with Z; the fraction shows 3, 6 or 9 digits as needed, none when whole seconds."""
+    seconds, frac = divmod(ns, NS_PER_S)
+    if seconds < -62135596800 or seconds > 253402300799:
+        return f"epoch-ns {ns}"
+    head = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return head + "Z"
+    digits = f"{frac:09d}"
+    if digits.endswith("000000"):
+        digits = digits[:3]
+    elif digits.endswith("000"):
+        digits = digits[:6]
+    return f"{head}.{digits}Z"

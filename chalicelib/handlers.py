@@ -1,0 +1,40 @@
+"""Event entry points: S3 object created, SQS batch, aggregation events and schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .services import Pipeline
+from .settings import Settings
+
+
+class BatchFailed(Exception):
+    """Raised to make Lambda retry the whole batch when the trigger cannot report item failures."""
+
+
+def on_object_created(detail: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
+    bucket = detail["bucket"]["name"]
+    obj = detail["object"]
+    return pipeline.ingest_object(bucket, obj["key"], obj.get("version-id"))
+
+
+def on_sqs_batch(records: list[dict[str, Any]], pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
+    messages = [(r["messageId"], r["body"]) for r in records]
+    outcome = pipeline.process_batch(messages)
+    failed = outcome.failed_message_ids
+    if failed:
+        if settings.report_batch_item_failures:
+            return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+        # Without ReportBatchItemFailures on the trigger, returning failures would delete them:
+        # fail the batch instead. Processing is idempotent, so the retry of the good ones is safe.
+        raise BatchFailed(f"{len(failed)} of {len(messages)} message(s) failed; retrying the batch")
+    return {"batchItemFailures": []}
+
+
+def on_ticks_processed(detail: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
+    symbols = {c["symbol"] for c in detail.get("changes", []) if isinstance(c, dict) and "symbol" in c}
+    return pipeline.aggregate(symbols or None)
+
+
+def on_schedule(pipeline: Pipeline) -> dict[str, Any]:
+    return pipeline.aggregate(None)

@@ -1,0 +1,587 @@
+"""Use cases of the pipeline: ingest (REST body or S3 object), process queued chunks, aggregate bars, read.
+
+Every dependency is passed in (see ports.py); bootstrap.py builds the real ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import itertools
+import json
+import time
+import uuid
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .domain.bars import INTERVALS, PARENT, Bar, merge_all, partials_from_ticks, window_start
+from .domain.chunking import split_lines
+from .domain.errors import (
+    IdempotencyConflict, InputError, InvalidQuery, InvalidTicks, NotFound, PayloadTooLarge, RecordError,
+    TransientError, UnsupportedFormat,
+)
+from .domain.formats import (
+    ColumnMap, ParseContext, ParseResult, detect_format, header_problem, parse_csv_document,
+    parse_csv_lines, parse_json_document, parse_ndjson_lines, split_header,
+)
+from .domain.ticks import FieldError, Tick, parse_symbol
+from .domain.timefmt import TimestampError, format_ns, parse_timestamp
+from .observability import logger
+from .ports import EventPublisher, ObjectStore, StateStore, TickQueue
+from .schemas import QUEUE_MESSAGE, ObjectMessage, RangeMessage, TextMessage, TicksMessage
+from .settings import Settings
+
+CONTENT_TYPES = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "text/csv": "csv",
+}
+TICKS_PROCESSED = "TicksProcessed"
+MAX_BAR_LIMIT = 5000
+DEFAULT_BAR_LIMIT = 1000
+# Windows of one symbol closer than this are read with one query.
+RANGE_GAP_NS = 60 * 60 * 1_000_000_000
+_SEND_GROUP = 10
+
+
+def _fmt_decimal(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def bar_to_json(bar: Bar, revision: int) -> dict[str, Any]:
+    return {
+        "start": format_ns(bar.start_ns),
+        "open": _fmt_decimal(bar.open), "high": _fmt_decimal(bar.high), "low": _fmt_decimal(bar.low),
+        "close": _fmt_decimal(bar.close), "volume": _fmt_decimal(bar.volume), "vwap": _fmt_decimal(bar.vwap),
+        "trades": bar.trades, "first_tick": format_ns(bar.first_ns), "last_tick": format_ns(bar.last_ns),
+        "revision": revision,
+    }
+
+
+def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
+    """Group sorted points into [lo, hi] ranges whose neighbours are at most ``gap`` apart."""
+    if not points:
+        return
+    lo = hi = points[0]
+    for p in points[1:]:
+        if p - hi > gap:
+            yield lo, hi
+            lo = p
+        hi = p
+    yield lo, hi
+
+
+def _gunzip(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    for block in blocks:
+        out = inflater.decompress(block)
+        if out:
+            yield out
+        while inflater.unused_data:  # concatenated gzip members
+            rest = inflater.unused_data
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = inflater.decompress(rest)
+            if out:
+                yield out
+    if not inflater.eof:
+        raise zlib.error("the gzip stream is truncated")
+    tail = inflater.flush()
+    if tail:
+        yield tail
+
+
+class FileRejected(Exception):
+    """A whole file cannot be ingested (format, header, compression); the message says why."""
+
+
+@dataclass
+class BatchOutcome:
+    """What processing one SQS batch did."""
+
+    failed_message_ids: list[str] = field(default_factory=list)
+    ticks: int = 0
+    rejected: int = 0
+    windows: int = 0
+
+
+@dataclass
+class Pipeline:
+    store: StateStore
+    queue: TickQueue
+    events: EventPublisher
+    objects: ObjectStore
+    settings: Settings
+    clock: Callable[[], int] = time.time_ns
+    new_token: Callable[[], str] = lambda: uuid.uuid4().hex
+
+    # ------------------------------------------------------------------ ingest: REST
+    def ingest_body(self, body: bytes, content_type: str | None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Validate a whole request body and queue its ticks; raises an InputError for anything invalid."""
+        limit = self.settings.max_body_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {limit} bytes")
+        media_type = (content_type or "").split(";")[0].strip().lower()
+        fmt = CONTENT_TYPES.get(media_type)
+        if fmt is None:
+            raise UnsupportedFormat(
+                f"content type {media_type or '(none)'!r} is not supported; use one of: " + ", ".join(CONTENT_TYPES)
+            )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidTicks([RecordError(f"byte {exc.start}", "-", "body is not valid UTF-8")]) from None
+
+        received_ns = self.clock()
+        ingestion_id = f"api-{received_ns // 1_000_000:012x}{self.new_token()[:20]}"
+        body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
+        expires_at = received_ns // 1_000_000_000 + self.settings.idempotency_ttl_seconds
+        if idempotency_key is not None:
+            key = idempotency_key.strip()
+            if not 1 <= len(key) <= 128 or not key.isprintable():
+                raise InputError("Idempotency-Key must be 1-128 printable characters")
+            claim = {"hash": body_hash, "ingestion_id": ingestion_id, "received_ns": received_ns, "state": "pending"}
+            existing = self.store.claim_idempotency_key(key, claim, expires_at)
+            if existing is not None:
+                if existing["hash"] != body_hash:
+                    raise IdempotencyConflict("this Idempotency-Key was used with a different body")
+                if existing["state"] == "done":
+                    return {**existing["response"], "replayed": True}
+                # An earlier attempt did not finish: redo it under the same id and receipt time, so
+                # the chunks it may have queued are overwritten rather than added.
+                ingestion_id, received_ns = existing["ingestion_id"], existing["received_ns"]
+
+        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self.settings.max_errors)
+        if fmt == "json":
+            parsed = parse_json_document(text, ctx)
+        elif fmt == "ndjson":
+            parsed = parse_ndjson_lines(text.splitlines(), 1, ctx)
+        else:
+            parsed = parse_csv_document(text, ctx)
+        if parsed.rejected:
+            raise InvalidTicks(parsed.errors, parsed.rejected)
+        if not parsed.ticks:
+            raise InvalidTicks([RecordError("body", "-", "contains no records")])
+
+        rank = f"{received_ns:020d}:{ingestion_id}"
+        messages = encode_tick_messages(parsed.ticks, ingestion_id, rank, received_ns, self.settings.message_bytes)
+        doc = {
+            "ingestion_id": ingestion_id, "source": "api", "format": fmt, "status": "queued",
+            "received_ns": received_ns, "accepted": len(parsed.ticks), "rejected": 0, "chunks": len(messages),
+            "errors": [],
+        }
+        self.store.put_ingestion(ingestion_id, doc)
+        try:
+            self.queue.send(messages)
+        except Exception as exc:
+            logger.exception("queueing failed", extra={"ingestion_id": ingestion_id})
+            self.store.put_ingestion(ingestion_id, {**doc, "status": "failed",
+                                                    "errors": [{"location": "queue", "field": "-",
+                                                                "reason": "could not queue the ticks"}]})
+            raise TransientError("could not queue the ticks; retry the request (with the same Idempotency-Key)") from exc
+        response = {
+            "ingestion_id": ingestion_id, "accepted": len(parsed.ticks), "status": "queued",
+            "status_path": f"/ingestions/{ingestion_id}",
+        }
+        if idempotency_key is not None:
+            self.store.complete_idempotency_key(
+                idempotency_key.strip(),
+                {"hash": body_hash, "ingestion_id": ingestion_id, "received_ns": received_ns, "state": "done",
+                 "response": response},
+                expires_at,
+            )
+        logger.info("ingestion queued", extra={"ingestion_id": ingestion_id, "ticks": len(parsed.ticks),
+                                              "messages": len(messages)})
+        return response
+
+    # ------------------------------------------------------------------ ingest: S3 object
+    def ingest_object(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
+        """Plan the ingestion of one object version: scan it once, queue line-aligned chunks."""
+        info = self.objects.head(bucket, key, version_id)
+        version = info.version_id if info.version_id not in (None, "null") else None
+        identity = f"{bucket}/{key}#{version or info.etag}"
+        ingestion_id = "s3-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        received_ns = self.clock()
+        doc: dict[str, Any] = {
+            "ingestion_id": ingestion_id, "source": "s3", "status": "scanning", "received_ns": received_ns,
+            "object": {"bucket": bucket, "key": key, "version_id": version, "etag": info.etag, "size": info.size},
+            "accepted": None, "rejected": 0, "chunks": None, "errors": [],
+        }
+        existing = self.store.create_ingestion(ingestion_id, doc)
+        if existing is not None:
+            if existing.get("status") != "scanning":
+                logger.info("object already ingested", extra={"ingestion_id": ingestion_id, "object_key": key})
+                return {"ingestion_id": ingestion_id, "duplicate": True, "status": existing.get("status")}
+            doc = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
+            received_ns = doc["received_ns"]
+        log_extra = {"ingestion_id": ingestion_id, "object_key": key}
+        try:
+            chunks, fmt = self._queue_object(ingestion_id, received_ns, bucket, key, version, info)
+        except FileRejected as exc:
+            doc.update(status="rejected", accepted=0, chunks=0,
+                       errors=[{"location": "file", "field": "-", "reason": str(exc)}])
+            self.store.put_ingestion(ingestion_id, doc)
+            logger.warning("file rejected", extra={**log_extra, "reason": str(exc)})
+            return {"ingestion_id": ingestion_id, "status": "rejected", "reason": str(exc)}
+        doc.update(status="queued", chunks=chunks, format=fmt)
+        self.store.put_ingestion(ingestion_id, doc)
+        logger.info("object queued", extra={**log_extra, "chunks": chunks, "format": fmt})
+        return {"ingestion_id": ingestion_id, "status": "queued", "chunks": chunks}
+
+    def _queue_object(
+        self, ingestion_id: str, received_ns: int, bucket: str, key: str, version: str | None, info: Any
+    ) -> tuple[int, str]:
+        default_symbol = info.metadata.get("symbol") or None
+        if default_symbol is not None:
+            try:
+                default_symbol = parse_symbol(default_symbol)
+            except FieldError as exc:
+                raise FileRejected(f"object metadata symbol {exc.reason}") from None
+        gz = key.lower().endswith(".gz")
+        blocks: Iterator[bytes] = self.objects.stream(bucket, key, version)
+        if gz:
+            blocks = _gunzip(blocks)
+        try:
+            first = next(blocks, b"")
+            if not first.strip():
+                raise FileRejected("the file is empty")
+            fmt = detect_format(key, info.content_type, first[:4096])
+            if fmt is None:
+                raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
+            if b"\x00" in first[:4096]:
+                raise FileRejected("the file is not text (it contains NUL bytes)")
+            base = {
+                "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
+                "received_ns": received_ns, "bucket": bucket, "key": key, "version_id": version,
+                "default_symbol": default_symbol,
+            }
+            if fmt == "json":
+                if info.size > self.settings.json_object_max_bytes:
+                    raise FileRejected(
+                        f"JSON array files are limited to {self.settings.json_object_max_bytes} bytes; "
+                        "send large files as NDJSON or CSV, which are split and processed in parallel"
+                    )
+                message = ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base)
+                self.queue.send([message.model_dump_json()])
+                return 1, fmt
+            stream = itertools.chain([first], blocks)
+            header_map = None
+            start = 0
+            first_line = 1
+            if fmt == "csv":
+                stream, header_map, start, first_line = self._read_header(stream, default_symbol)
+            target = self.settings.inline_chunk_bytes if gz else self.settings.chunk_bytes
+            count = 0
+            pending: list[str] = []
+            for chunk in split_lines(stream, target, keep_data=gz, start=start, first_line=first_line):
+                common = dict(chunk=chunk.index, format=fmt, first_line=chunk.first_line, header=header_map, **base)
+                if gz:
+                    assert chunk.data is not None
+                    body = TextMessage(text=chunk.data.decode("utf-8", "replace"), **common).model_dump_json()
+                else:
+                    body = RangeMessage(start=chunk.start, end=chunk.end, **common).model_dump_json()
+                pending.append(body)
+                count += 1
+                if len(pending) >= _SEND_GROUP:
+                    self.queue.send(pending)
+                    pending = []
+            if pending:
+                self.queue.send(pending)
+            return count, fmt
+        except zlib.error as exc:
+            raise FileRejected(f"the file is not valid gzip: {exc}") from None
+
+    def _read_header(
+        self, stream: Iterator[bytes], default_symbol: str | None
+    ) -> tuple[Iterator[bytes], dict[str, Any], int, int]:
+        """Consume the CSV header line; return the rest of the stream, the column map, offset and line."""
+        buffer = b""
+        for block in stream:
+            buffer += block
+            if b"\n" in buffer.lstrip(b"\r\n \t") or len(buffer) > 1_000_000:
+                break
+        skipped = len(buffer) - len(buffer.lstrip(b"\r\n \t"))
+        newline = buffer.find(b"\n", skipped)
+        header_end = len(buffer) if newline < 0 else newline + 1
+        header_bytes = buffer[:header_end]
+        try:
+            header, _ = split_header(header_bytes.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise FileRejected("the header line is not UTF-8 text") from None
+        if not header:
+            raise FileRejected("the file is empty")
+        column_map = ColumnMap.from_header(header)
+        problem = header_problem(column_map, default_symbol)
+        if problem:
+            header_line = header_bytes[:skipped].count(b"\n") + 1
+            raise FileRejected(f"line {header_line}: {problem} (a CSV file needs a header row)")
+        lines_before = header_bytes.count(b"\n")
+        rest = itertools.chain([buffer[header_end:]], stream)
+        return rest, column_map.to_dict(), header_end, lines_before + 1
+
+    # ------------------------------------------------------------------ process
+    def process_batch(self, messages: Sequence[tuple[str, str]]) -> BatchOutcome:
+        """Process SQS message bodies; failures are isolated per message and reported by id."""
+        outcome = BatchOutcome()
+        changes: dict[str, list[int]] = {}
+        ingestions: set[str] = set()
+        for message_id, body in messages:
+            try:
+                message = QUEUE_MESSAGE.validate_json(body)
+                windows, accepted, rejected = self._process_message(message)
+            except Exception:
+                logger.exception("message failed", extra={"message_id": message_id})
+                outcome.failed_message_ids.append(message_id)
+                continue
+            ingestions.add(message.ingestion_id)
+            outcome.ticks += accepted
+            outcome.rejected += rejected
+            outcome.windows += len(windows)
+            for (symbol, minute), count in windows.items():
+                entry = changes.setdefault(symbol, [minute, minute, 0])
+                entry[0] = min(entry[0], minute)
+                entry[1] = max(entry[1], minute)
+                entry[2] += count
+        if changes:
+            detail = {
+                "ingestion_ids": sorted(ingestions),
+                "changes": [
+                    {"symbol": s, "first_minute_ns": lo, "last_minute_ns": hi, "ticks": n}
+                    for s, (lo, hi, n) in sorted(changes.items())
+                ],
+            }
+            try:
+                self.events.publish(TICKS_PROCESSED, detail)
+            except Exception:
+                # The dirty windows are stored already; the scheduled run aggregates them.
+                logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")
+        return outcome
+
+    def _process_message(self, message: Any) -> tuple[dict[tuple[str, int], int], int, int]:
+        ticks, parsed = self._ticks_of(message)
+        partials = partials_from_ticks(ticks, message.rank)
+        source = f"{message.ingestion_id}#{message.chunk:06d}"
+        self.store.put_partials(source, partials.values())
+        self.store.mark_dirty(partials.keys(), self.new_token())
+        self.store.put_chunk_result(message.ingestion_id, message.chunk, {
+            "chunk": message.chunk, "accepted": len(ticks), "rejected": parsed.rejected,
+            "errors": [e.as_dict() for e in parsed.errors], "processed_ns": self.clock(),
+        })
+        return {key: bar.trades for key, bar in partials.items()}, len(ticks), parsed.rejected
+
+    def _ticks_of(self, message: Any) -> tuple[list[Tick], ParseResult]:
+        if isinstance(message, TicksMessage):
+            seq0 = message.seq0
+            ticks = [
+                Tick(s, Decimal(p), Decimal(v), ts, seq0 + i, tid, side, ex)
+                for i, (s, p, v, ts, tid, side, ex) in enumerate(message.ticks)
+            ]
+            return ticks, ParseResult()
+        ctx = ParseContext(received_ns=message.received_ns, default_symbol=message.default_symbol,
+                           max_errors=self.settings.max_errors)
+        if isinstance(message, ObjectMessage):
+            raw = self.objects.read_all(message.bucket, message.key, message.version_id)
+            if message.gzip:
+                raw = b"".join(_gunzip([raw]))
+            text = raw.decode("utf-8", "replace")
+            if text.lstrip("\ufeff \r\n\t").startswith("{"):
+                as_lines = parse_ndjson_lines(text.splitlines(), 1, ctx)
+                return as_lines.ticks, as_lines
+            parsed = parse_json_document(text, ctx)
+            return parsed.ticks, parsed
+        if isinstance(message, RangeMessage):
+            data = self.objects.read_range(message.bucket, message.key, message.version_id, message.start, message.end)
+            text = data.decode("utf-8", "replace")
+        else:
+            text = message.text
+        lines = text.splitlines()
+        if message.format == "csv":
+            column_map = ColumnMap.from_dict(message.header or {})
+            parsed = parse_csv_lines(lines, message.first_line, column_map, ctx)
+        else:
+            parsed = parse_ndjson_lines(lines, message.first_line, ctx)
+        return parsed.ticks, parsed
+
+    # ------------------------------------------------------------------ aggregate
+    def aggregate(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
+        """Rebuild the bars of every dirty window (of ``symbols``, or all), then clear what was done."""
+        dirty = self.store.list_dirty(symbols, self.settings.max_windows_per_run)
+        by_symbol: dict[str, set[int]] = defaultdict(set)
+        for symbol, minute, _ in dirty:
+            by_symbol[symbol].add(minute)
+        written = 0
+        for symbol, minutes in sorted(by_symbol.items()):
+            written += self._aggregate_symbol(symbol, sorted(minutes))
+        cleared = self.store.clear_dirty(dirty)
+        summary = {"windows": len(dirty), "symbols": len(by_symbol), "bars_written": written,
+                   "still_dirty": len(dirty) - cleared}
+        if dirty:
+            logger.info("aggregated", extra=summary)
+        return summary
+
+    def _aggregate_symbol(self, symbol: str, minutes: list[int]) -> int:
+        wanted = set(minutes)
+        fresh: dict[int, Bar | None] = {m: None for m in minutes}
+        grouped: dict[int, list[Bar]] = defaultdict(list)
+        for lo, hi in _ranges(minutes, RANGE_GAP_NS):
+            for partial in self.store.query_partials(symbol, lo, hi):
+                if partial.start_ns in wanted:
+                    grouped[partial.start_ns].append(partial)
+        for minute, parts in grouped.items():
+            fresh[minute] = merge_all(parts, "1m", minute)
+        written = self._write_level(symbol, "1m", fresh)
+        latest = max((m for m, b in fresh.items() if b is not None), default=None)
+        starts = minutes
+        for interval in ("5m", "15m", "1h", "1d"):
+            child, width = PARENT[interval], INTERVALS[interval]
+            starts = sorted({window_start(s, interval) for s in starts})
+            wanted = set(starts)
+            children: dict[int, list[Bar]] = defaultdict(list)
+            for lo, hi in _ranges(starts, max(RANGE_GAP_NS, 2 * width)):
+                rows, _ = self.store.query_bars(symbol, child, lo, hi + width - 1)
+                for bar, _rev in rows:
+                    start = window_start(bar.start_ns, interval)
+                    if start in wanted:
+                        children[start].append(bar)
+            level = {s: merge_all(children.get(s, []), interval, s) for s in starts}
+            written += self._write_level(symbol, interval, level)
+        if latest is not None:
+            self.store.update_symbol(symbol, latest)
+        return written
+
+    def _write_level(self, symbol: str, interval: str, fresh: dict[int, Bar | None]) -> int:
+        """Write bars that changed (bumping their revision) and delete bars whose window is now empty."""
+        if not fresh:
+            return 0
+        starts = sorted(fresh)
+        existing: dict[int, tuple[Bar, int]] = {}
+        for lo, hi in _ranges(starts, max(RANGE_GAP_NS, 2 * INTERVALS[interval])):
+            rows, _ = self.store.query_bars(symbol, interval, lo, hi)
+            existing.update({bar.start_ns: (bar, rev) for bar, rev in rows})
+        writes: list[tuple[Bar, int]] = []
+        deletes: list[tuple[str, str, int]] = []
+        for start in starts:
+            bar, old = fresh[start], existing.get(start)
+            if bar is None:
+                if old is not None:
+                    deletes.append((symbol, interval, start))
+            elif old is None:
+                writes.append((bar, 1))
+            elif not bar.same_values(old[0]) or bar.open_key != old[0].open_key or bar.close_key != old[0].close_key:
+                writes.append((bar, old[1] + 1))
+        if writes:
+            self.store.put_bars(writes, self.clock())
+        if deletes:
+            self.store.delete_bars(deletes)
+        return len(writes)
+
+    # ------------------------------------------------------------------ read
+    def get_bars(
+        self, symbol: str | None, interval: str | None, start: str | None = None, end: str | None = None,
+        limit: str | None = None, cursor: str | None = None,
+    ) -> dict[str, Any]:
+        if not symbol:
+            raise InvalidQuery("symbol is required, e.g. ?symbol=AAPL&interval=1m")
+        try:
+            symbol = parse_symbol(symbol)
+        except FieldError as exc:
+            raise InvalidQuery(f"symbol {exc.reason}") from None
+        interval = interval or "1m"
+        if interval not in INTERVALS:
+            raise InvalidQuery(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
+        lo = self._query_time("start", start, 0)
+        hi = self._query_time("end", end, 10**19)
+        if hi <= lo:
+            raise InvalidQuery("end must be after start")
+        try:
+            count = DEFAULT_BAR_LIMIT if limit is None else int(limit)
+        except ValueError:
+            raise InvalidQuery(f"limit must be a whole number, got {limit!r}") from None
+        if not 1 <= count <= MAX_BAR_LIMIT:
+            raise InvalidQuery(f"limit must be between 1 and {MAX_BAR_LIMIT}")
+        after = None
+        if cursor:
+            try:
+                after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+            except (ValueError, binascii.Error, UnicodeDecodeError):
+                raise InvalidQuery("next is not a cursor this API returned") from None
+        rows, next_after = self.store.query_bars(symbol, interval, lo, hi - 1, count, after)
+        token = None
+        if next_after is not None:
+            token = base64.urlsafe_b64encode(str(next_after).encode()).decode().rstrip("=")
+        return {"symbol": symbol, "interval": interval,
+                "bars": [bar_to_json(bar, rev) for bar, rev in rows], "next": token}
+
+    @staticmethod
+    def _query_time(name: str, raw: str | None, default: int) -> int:
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse_timestamp(raw)
+        except TimestampError as exc:
+            raise InvalidQuery(f"{name} {exc}") from None
+
+    def ingestion_status(self, ingestion_id: str) -> dict[str, Any]:
+        if not ingestion_id or len(ingestion_id) > 80:
+            raise NotFound("no such ingestion")
+        meta, chunks = self.store.get_ingestion(ingestion_id)
+        if meta is None:
+            raise NotFound(f"no ingestion with id {ingestion_id!r}")
+        total = meta.get("chunks")
+        status = meta["status"]
+        if status == "queued" and total is not None:
+            status = "processed" if len(chunks) >= total else ("processing" if chunks else "queued")
+        accepted = meta["accepted"] if meta["source"] == "api" else sum(c["accepted"] for c in chunks)
+        rejected = meta.get("rejected", 0) + sum(c["rejected"] for c in chunks)
+        errors = list(meta.get("errors", []))
+        for chunk in chunks:
+            errors.extend(chunk["errors"])
+        out = {
+            "ingestion_id": ingestion_id, "source": meta["source"], "status": status,
+            "received_at": format_ns(meta["received_ns"]), "accepted": accepted, "rejected": rejected,
+            "chunks": {"total": total, "processed": len(chunks)},
+            "errors": errors[: self.settings.max_errors],
+        }
+        if chunks and status == "processed":
+            out["completed_at"] = format_ns(max(c["processed_ns"] for c in chunks))
+        if "object" in meta:
+            out["object"] = meta["object"]
+        return out
+
+    def list_symbols(self) -> dict[str, Any]:
+        return {"symbols": [{"symbol": s, "latest_bar": format_ns(ns)} for s, ns in sorted(self.store.list_symbols())]}
+
+
+def encode_tick_messages(
+    ticks: Sequence[Tick], ingestion_id: str, rank: str, received_ns: int, limit: int
+) -> list[str]:
+    """Pack validated ticks into as few queue messages as the size limit allows."""
+    messages: list[str] = []
+    rows: list[str] = []
+    size = 0
+    seq0 = 0
+    dumps = json.dumps
+
+    def flush(next_seq: int) -> None:
+        nonlocal rows, size, seq0
+        head = (f'{{"v":1,"kind":"ticks","ingestion_id":{dumps(ingestion_id)},"rank":{dumps(rank)},'
+                f'"received_ns":{received_ns},"chunk":{len(messages)},"seq0":{seq0},"ticks":[')
+        messages.append(head + ",".join(rows) + "]}")
+        rows, size, seq0 = [], 0, next_seq
+
+    for index, t in enumerate(ticks):
+        row = dumps([t.symbol, str(t.price), str(t.volume), t.ts_ns, t.trade_id, t.side, t.exchange],
+                    separators=(",", ":"))
+        if rows and size + len(row) + 1 > limit - 400:
+            flush(index)
+        rows.append(row)
+        size += len(row.encode()) + 1
+    if rows:
+        flush(len(ticks))
+    return messages

@@ -1,0 +1,68 @@
+"""The pipeline's settings: one frozen object read from the environment once. Nothing else reads os.environ.
+
+The stage's values come from `.chalice/config.json` (Lambda environment variables); the local runner
+sets the same variables from the same file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str = "dev"
+    region: str = "us-east-1"
+    table_name: str = "MarketDataState-dev"
+    bucket_name: str = "market-data-bucket-dev"
+    queue_name: str = "market-data-ingest-dev"
+    dead_letter_queue_name: str = "market-data-ingest-dlq-dev"
+    event_bus_name: str = "default"
+    event_source: str = "market-data.pipeline"
+    report_batch_item_failures: bool = False
+    max_body_bytes: int = 6 * 1024 * 1024
+    message_bytes: int = 240_000
+    chunk_bytes: int = 4 * 1024 * 1024
+    inline_chunk_bytes: int = 200_000
+    json_object_max_bytes: int = 64 * 1024 * 1024
+    max_errors: int = 20
+    idempotency_ttl_seconds: int = 86_400
+    max_windows_per_run: int = 20_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        stage = env.get("STAGE", "dev")
+        d = cls()
+        return cls(
+            stage=stage,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.region,
+            table_name=env.get("TABLE_NAME", f"MarketDataState-{stage}"),
+            bucket_name=env.get("BUCKET_NAME", f"market-data-bucket-{stage}"),
+            queue_name=env.get("QUEUE_NAME", f"market-data-ingest-{stage}"),
+            dead_letter_queue_name=env.get("DLQ_NAME", f"market-data-ingest-dlq-{stage}"),
+            event_bus_name=env.get("EVENT_BUS_NAME", d.event_bus_name),
+            event_source=env.get("EVENT_SOURCE", d.event_source),
+            report_batch_item_failures=_bool(env.get("REPORT_BATCH_ITEM_FAILURES"), False),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", d.max_body_bytes)),
+            message_bytes=int(env.get("MESSAGE_BYTES", d.message_bytes)),
+            chunk_bytes=int(env.get("CHUNK_BYTES", d.chunk_bytes)),
+            inline_chunk_bytes=int(env.get("INLINE_CHUNK_BYTES", d.inline_chunk_bytes)),
+            json_object_max_bytes=int(env.get("JSON_OBJECT_MAX_BYTES", d.json_object_max_bytes)),
+            max_errors=int(env.get("MAX_ERRORS", d.max_errors)),
+            idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds)),
+            max_windows_per_run=int(env.get("MAX_WINDOWS_PER_RUN", d.max_windows_per_run)),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env(os.environ)

@@ -1,0 +1,96 @@
+"""Create a stage's resources in the emulator, from the stage's settings and the app's own event sources.
+
+The EventBridge rules use the exact patterns that app.py declares; since moto cannot invoke Lambda,
+their target is a local queue that the driver polls and delivers to the matching handler.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from chalicelib.settings import Settings
+
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600
+MAX_RECEIVE_COUNT = 5
+
+
+def events_queue_name(settings: Settings) -> str:
+    return f"market-data-local-events-{settings.stage}"
+
+
+def _ignore(codes: tuple[str, ...], call: Any, **kwargs: Any) -> Any:
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in codes:
+            raise
+        return None
+
+
+def _tags(settings: Settings) -> dict[str, str]:
+    return {"Project": "market-data", "Environment": settings.stage}
+
+
+def provision(settings: Settings, event_patterns: dict[str, dict[str, Any]], session: boto3.session.Session) -> dict[str, str]:
+    """Create (or leave as they are) the bucket, table, queues and rules. Returns names and URLs."""
+    region = settings.region
+    s3 = session.client("s3", region_name=region)
+    ddb = session.client("dynamodb", region_name=region)
+    sqs = session.client("sqs", region_name=region)
+    events = session.client("events", region_name=region)
+    tags = _tags(settings)
+
+    bucket = settings.bucket_name
+    _ignore(("BucketAlreadyOwnedByYou", "BucketAlreadyExists"), s3.create_bucket, Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+        {"ID": "raw-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}], "Expiration": {"Days": 365},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
+    ]})
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+
+    _ignore(("ResourceInUseException",), ddb.create_table,
+            TableName=settings.table_name,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    ddb.get_waiter("table_exists").wait(TableName=settings.table_name)
+    ddb.update_continuous_backups(TableName=settings.table_name,
+                                  PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    _ignore(("ValidationException",), ddb.update_time_to_live, TableName=settings.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+
+    def queue(name: str, dlq: str | None) -> str:
+        attributes = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS), "VisibilityTimeout": "60",
+                      "SqsManagedSseEnabled": "true"}
+        if dlq:
+            dlq_url = sqs.create_queue(QueueName=dlq, tags=tags, Attributes={
+                "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS), "SqsManagedSseEnabled": "true"})["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn,
+                                                      "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+        return sqs.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
+
+    queue_url = queue(settings.queue_name, settings.dead_letter_queue_name)
+    events_name = events_queue_name(settings)
+    events_url = queue(events_name, events_name + "-dlq")
+    events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for name, pattern in event_patterns.items():
+        rule = f"market-data-{settings.stage}-{name}"
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
+                        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        events.put_targets(Rule=rule, Targets=[{"Id": "local-driver", "Arn": events_arn}])
+    return {"bucket": bucket, "table": settings.table_name, "queue_url": queue_url, "events_queue_url": events_url}
