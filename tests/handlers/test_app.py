@@ -1,0 +1,156 @@
+"""The Chalice handlers end to end in-process: REST -> queue -> processor -> event -> aggregator -> REST."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+
+def drain_queue(url: str, visibility: int = 0) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    out = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility or 30,
+                                       AttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            return out
+        out += messages
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+
+def run_processor(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    client = stack["client"]
+    bodies = [m["Body"] for m in drain_queue(stack["queue_url"])]
+    results = []
+    for i in range(0, len(bodies), 10):
+        event = client.events.generate_sqs_event(bodies[i : i + 10], queue_name=stack["settings"].queue_name)
+        results.append(client.lambda_.invoke("DataProcessor", event).payload)
+    return results
+
+
+def deliver_events(stack: dict[str, Any]) -> list[dict[str, Any]]:
+    """What EventBridge delivered to the rules' targets, handed to the handler whose pattern matches."""
+    client = stack["client"]
+    events = [json.loads(m["Body"]) for m in drain_queue(stack["events_queue_url"])]
+    for event in events:
+        name = "DataIngestion" if event["source"] == "aws.s3" else "DataAggregator"
+        payload = client.events.generate_cw_event(event["source"], event["detail-type"], event["detail"], [])
+        client.lambda_.invoke(name, payload)
+    return events
+
+
+def post(stack: dict[str, Any], body: Any, content_type: str = "application/json", **headers: str) -> Any:
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return stack["client"].http.post("/ingest", headers={"Content-Type": content_type, **headers},
+                                     body=raw.encode() if isinstance(raw, str) else raw)
+
+
+def get(stack: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
+    response = stack["client"].http.get(path)
+    return response.status_code, json.loads(response.body)
+
+
+def test_ticks_posted_become_bars(stack: dict[str, Any]) -> None:
+    ticks = [
+        {"symbol": "AAPL", "price": 150.25, "volume": 100, "timestamp": "2024-07-01T14:30:05Z"},
+        {"symbol": "AAPL", "price": "150.75", "volume": 300, "timestamp": "2024-07-01T14:30:40Z"},
+        {"symbol": "AAPL", "price": 150.5, "volume": 100, "timestamp": 1719844300},  # 14:31:40 epoch seconds
+    ]
+    response = post(stack, ticks)
+    assert response.status_code == 202
+    body = json.loads(response.body)
+    assert body["accepted"] == 3 and body["status"] == "queued" and body["ingestion_id"] in body["status_url"]
+    run_processor(stack)
+    events = deliver_events(stack)
+    assert [e["detail-type"] for e in events] == ["TicksProcessed"]  # one event per batch
+    status, bars = get(stack, "/bars?symbol=AAPL&interval=1m")
+    assert status == 200
+    assert [(b["start"], b["open"], b["high"], b["low"], b["close"], b["volume"], b["trades"]) for b in bars["bars"]] == [
+        ("2024-07-01T14:30:00Z", "150.25", "150.75", "150.25", "150.75", "400", 2),
+        ("2024-07-01T14:31:00Z", "150.5", "150.5", "150.5", "150.5", "100", 1),
+    ]
+    assert bars["bars"][0]["vwap"].startswith("150.625")
+    status, five = get(stack, "/bars?symbol=AAPL&interval=5m")
+    assert [(b["open"], b["close"], b["volume"], b["trades"]) for b in five["bars"]] == [("150.25", "150.5", "500", 3)]
+    status, ingestion = get(stack, f"/ingestions/{body['ingestion_id']}")
+    assert status == 200 and ingestion["status"] == "processed" and ingestion["accepted"] == 3
+    status, symbols = get(stack, "/symbols")
+    assert symbols["symbols"] == [{"symbol": "AAPL", "latest_bar": "2024-07-01T14:31:00Z"}]
+
+
+def test_object_created_event_ingests_the_file(stack: dict[str, Any]) -> None:
+    s3 = boto3.client("s3")
+    rows = "ts,price,size\n" + "".join(f"2024-07-01T00:0{i}:00Z,{100 + i},{i + 1}\n" for i in range(3))
+    s3.put_object(Bucket=stack["settings"].bucket_name, Key="incoming/es.csv.gz", Body=gzip.compress(rows.encode()),
+                  Metadata={"symbol": "ESU4"})
+    events = deliver_events(stack)  # S3's EventBridge notification -> DataIngestion
+    assert [e["detail-type"] for e in events] == ["Object Created"]
+    run_processor(stack)
+    deliver_events(stack)
+    status, bars = get(stack, "/bars?symbol=ESU4&interval=1m")
+    assert [(b["open"], b["volume"]) for b in bars["bars"]] == [("100", "1"), ("101", "2"), ("102", "3")]
+
+
+@pytest.mark.parametrize("report_item_failures", [True, False])
+def test_a_poison_message_never_loses_the_rest_of_its_batch(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                            report_item_failures: bool) -> None:
+    from dataclasses import replace
+
+    monkeypatch.setattr(stack["app"], "settings", replace(stack["settings"],
+                                                          report_batch_item_failures=report_item_failures))
+    assert post(stack, {"symbol": "MSFT", "price": 410, "volume": 5, "timestamp": "2024-07-01T10:00:00Z"}).status_code == 202
+    good = drain_queue(stack["queue_url"])[0]["Body"]
+    client = stack["client"]
+    event = client.events.generate_sqs_event([good, "{not json"], queue_name=stack["settings"].queue_name)
+    poison_id = event["Records"][1]["messageId"]
+    if report_item_failures:
+        payload = client.lambda_.invoke("DataProcessor", event).payload
+        assert payload == {"batchItemFailures": [{"itemIdentifier": poison_id}]}
+    else:
+        with pytest.raises(Exception, match="1 of 2 message"):
+            client.lambda_.invoke("DataProcessor", event)
+    deliver_events(stack)
+    status, bars = get(stack, "/bars?symbol=MSFT&interval=1m")
+    assert [(b["open"], b["volume"]) for b in bars["bars"]] == [("410", "5")]
+
+
+@pytest.mark.parametrize("body, content_type, status, fragment", [
+    (b'{"symbol":"AAPL","price":-1,"volume":1}', "application/json", 400, "must be > 0"),
+    (b'{"symbol":"AAPL","price":1', "application/json", 400, "invalid JSON"),
+    (b'{"symbol":"AAPL","price":1,"volume":1,"venue":"X"}', "application/json", 400, "unknown field"),
+    (b"symbol,price\nAAPL,1\n", "text/csv", 400, "volume"),
+    (b"", "application/json", 400, "empty"),
+    (b"a", "text/plain", 415, "nsupported"),
+    (b" " * (7 * 1024 * 1024), "application/json", 413, "limit"),
+])
+def test_bad_requests_get_a_precise_4xx_and_nothing_is_queued(stack: dict[str, Any], body: bytes, content_type: str,
+                                                              status: int, fragment: str) -> None:
+    response = post(stack, body, content_type)
+    assert response.status_code == status
+    text = response.body.decode()
+    assert fragment in text and "Traceback" not in text
+    assert drain_queue(stack["queue_url"]) == []
+
+
+def test_idempotency_key_replays_the_first_response(stack: dict[str, Any]) -> None:
+    tick = {"symbol": "IBM", "price": 190, "volume": 7, "timestamp": "2024-07-01T10:00:00Z"}
+    first = json.loads(post(stack, tick, **{"Idempotency-Key": "abc-1"}).body)
+    again = post(stack, tick, **{"Idempotency-Key": "abc-1"})
+    assert again.status_code == 202 and json.loads(again.body)["ingestion_id"] == first["ingestion_id"]
+    assert len(drain_queue(stack["queue_url"])) == 1
+    conflict = post(stack, {**tick, "volume": 8}, **{"Idempotency-Key": "abc-1"})
+    assert conflict.status_code == 409
+
+
+def test_read_routes_answer_bad_queries_with_400_and_unknown_ids_with_404(stack: dict[str, Any]) -> None:
+    assert get(stack, "/bars?symbol=AAPL&interval=2m")[0] == 400
+    assert get(stack, "/bars?interval=1m")[0] == 400
+    assert get(stack, "/bars?symbol=AAPL&start=yesterday")[0] == 400
+    assert get(stack, "/bars?symbol=AAPL&next=%%%")[0] == 400
+    status, body = get(stack, "/ingestions/api-unknown")
+    assert status == 404 and body["error"] == "NotFound"

@@ -1,0 +1,149 @@
+"""Each adapter against moto: what ends up in the table, queue, bucket and event targets."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from decimal import Decimal
+from typing import Any
+
+import boto3
+
+from chalicelib.adapters.dynamodb import DynamoStateStore
+from chalicelib.adapters.events import EventBridgePublisher
+from chalicelib.adapters.s3 import S3ObjectStore
+from chalicelib.adapters.sqs import SqsTickQueue
+from chalicelib.domain.bars import MINUTE_NS, Bar
+from chalicelib.settings import Settings
+
+
+def _bar(symbol: str, minute: int, price: str = "10.5", interval: str = "1m") -> Bar:
+    p = Decimal(price)
+    start = minute * MINUTE_NS
+    return Bar(symbol, interval, start, p, p, p, p, Decimal("2"), p * 2, 1, start + 1, start + 1,
+               f"{start + 1:020d}|a", f"{start + 1:020d}|a")
+
+
+class UnprocessedOnce:
+    """A real DynamoDB client that, like DynamoDB under load, leaves part of each first batch unprocessed."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.unprocessed_returned = 0
+
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+        (table, requests), = RequestItems.items()
+        assert len(requests) <= 25, "DynamoDB accepts at most 25 items per BatchWriteItem"
+        keep, defer = requests[: len(requests) // 2], requests[len(requests) // 2 :]
+        if not defer or self.unprocessed_returned >= 3:
+            return self._client.batch_write_item(RequestItems=RequestItems)
+        self._client.batch_write_item(RequestItems={table: keep})
+        self.unprocessed_returned += 1
+        return {"UnprocessedItems": {table: defer}}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_partials_written_past_the_batch_limit_and_unprocessed_items_retried(
+    provisioned: dict[str, str], settings: Settings, session: boto3.session.Session
+) -> None:
+    client = UnprocessedOnce(session.client("dynamodb"))
+    store = DynamoStateStore(client, settings.table_name)
+    written = store.put_partials("ing-1#000000", [_bar("AAPL", m) for m in range(60)])
+    assert written == 60
+    assert client.unprocessed_returned == 3
+    stored = store.query_partials("AAPL", 0, 59 * MINUTE_NS)
+    assert sorted(b.start_ns for b in stored) == [m * MINUTE_NS for m in range(60)]
+    # The same source again overwrites instead of adding.
+    store.put_partials("ing-1#000000", [_bar("AAPL", m, "11") for m in range(60)])
+    again = store.query_partials("AAPL", 0, 59 * MINUTE_NS)
+    assert len(again) == 60 and {b.close for b in again} == {Decimal("11")}
+
+
+def test_dirty_markers_clear_only_when_unchanged(provisioned: dict[str, str], settings: Settings,
+                                                 session: boto3.session.Session) -> None:
+    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
+    store.mark_dirty([("AAPL", 0), ("AAPL", MINUTE_NS), ("MSFT", 0)], "t1")
+    seen = store.list_dirty(None, 100)
+    assert {(s, m) for s, m, _ in seen} == {("AAPL", 0), ("AAPL", MINUTE_NS), ("MSFT", 0)}
+    store.mark_dirty([("AAPL", 0)], "t2")  # re-marked while an aggregation was running
+    assert store.clear_dirty(seen) == 2
+    assert [(s, m, t) for s, m, t in store.list_dirty(["AAPL"], 100)] == [("AAPL", 0, "t2")]
+
+
+def test_bars_round_trip_with_revision_and_pagination(provisioned: dict[str, str], settings: Settings,
+                                                      session: boto3.session.Session) -> None:
+    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
+    store.put_bars([(_bar("ETH/USDT", m, "0.00139676"), 1) for m in range(7)], 0)
+    page, cursor = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5)
+    assert [b.start_ns for b, _ in page] == [m * MINUTE_NS for m in range(5)]
+    assert page[0][0].open == Decimal("0.00139676") and page[0][1] == 1
+    rest, end = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5, after=cursor)
+    assert [b.start_ns for b, _ in rest] == [5 * MINUTE_NS, 6 * MINUTE_NS] and end is None
+
+
+def test_idempotency_claim_returns_the_first_record(provisioned: dict[str, str], settings: Settings,
+                                                    session: boto3.session.Session) -> None:
+    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
+    assert store.claim_idempotency_key("k1", {"hash": "h", "state": "pending"}, 4_000_000_000) is None
+    assert store.claim_idempotency_key("k1", {"hash": "other"}, 4_000_000_000) == {"hash": "h", "state": "pending"}
+
+
+def test_queue_packs_batches_within_sqs_limits(provisioned: dict[str, str], settings: Settings,
+                                               session: boto3.session.Session) -> None:
+    queue = SqsTickQueue(session.client("sqs"), settings.queue_name)
+    bodies = [json.dumps({"n": i, "pad": "x" * 100_000}) for i in range(5)] + [json.dumps({"n": i}) for i in range(5, 30)]
+    requests = queue.send(bodies)
+    assert requests >= 4  # 100 kB bodies cannot share a 256 KiB batch more than two at a time
+    sqs = session.client("sqs")
+    got = []
+    while True:
+        r = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)
+        if not r.get("Messages"):
+            break
+        got += [json.loads(m["Body"])["n"] for m in r["Messages"]]
+        sqs.delete_message_batch(QueueUrl=queue.url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(r["Messages"])])
+    assert sorted(got) == list(range(30))
+
+
+def test_published_event_reaches_the_rule_target(provisioned: dict[str, str], settings: Settings,
+                                                 session: boto3.session.Session) -> None:
+    EventBridgePublisher(session.client("events"), "default", "market-data.pipeline").publish(
+        "TicksProcessed", {"ingestion_ids": ["x"], "changes": []})
+    sqs = session.client("sqs")
+    messages = sqs.receive_message(QueueUrl=provisioned["events_queue_url"], MaxNumberOfMessages=10)["Messages"]
+    event = json.loads(messages[0]["Body"])
+    assert event["source"] == "market-data.pipeline" and event["detail"]["ingestion_ids"] == ["x"]
+
+
+def test_object_reads_ranges_streams_and_metadata(provisioned: dict[str, str], settings: Settings,
+                                                  session: boto3.session.Session) -> None:
+    s3 = session.client("s3")
+    body = b"".join(f"{i},1.5,2\n".encode() for i in range(1000))
+    put = s3.put_object(Bucket=settings.bucket_name, Key="incoming/t.csv", Body=body, Metadata={"symbol": "ESU4"})
+    objects = S3ObjectStore(s3)
+    info = objects.head(settings.bucket_name, "incoming/t.csv", put["VersionId"])
+    assert info.size == len(body) and info.metadata == {"symbol": "ESU4"} and info.version_id == put["VersionId"]
+    assert objects.read_range(settings.bucket_name, "incoming/t.csv", put["VersionId"], 10, 30) == body[10:30]
+    assert b"".join(objects.stream(settings.bucket_name, "incoming/t.csv", put["VersionId"])) == body
+    s3.put_object(Bucket=settings.bucket_name, Key="incoming/t.csv", Body=gzip.compress(b"new"))
+    # The old version stays readable by its id: a chunk queued before an overwrite reads what was uploaded.
+    assert objects.read_all(settings.bucket_name, "incoming/t.csv", put["VersionId"]) == body
+
+
+def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, str], settings: Settings,
+                                                         session: boto3.session.Session) -> None:
+    s3 = session.client("s3")
+    assert s3.get_bucket_versioning(Bucket=settings.bucket_name)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=settings.bucket_name)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    ddb = session.client("dynamodb")
+    table = ddb.describe_table(TableName=settings.table_name)["Table"]
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    backups = ddb.describe_continuous_backups(TableName=settings.table_name)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    sqs = session.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=provisioned["queue_url"], AttributeNames=["RedrivePolicy"])
+    assert settings.dead_letter_queue_name in json.loads(attributes["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
