@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice.app import Request, Response
@@ -43,7 +43,7 @@ def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -
 
 def _base_url(request: Request) -> str:
     context = request.context or {}
-    headers = request.headers or {}
+    headers: Mapping[str, str] = request.headers or {}
     domain = context.get("domainName")
     stage = context.get("stage")
     if domain and stage and "amazonaws.com" in domain:
@@ -54,9 +54,10 @@ def _base_url(request: Request) -> str:
 
 def post_ingest(request: Request, pipeline: Pipeline) -> Response:
     def call() -> tuple[int, dict[str, Any]]:
-        headers = request.headers or {}
+        headers: Mapping[str, str] = request.headers or {}
+        raw = request.raw_body or b""
         result = pipeline.ingest_body(
-            request.raw_body or b"", headers.get("content-type"), headers.get("idempotency-key")
+            raw if isinstance(raw, bytes) else raw.encode(), headers.get("content-type"), headers.get("idempotency-key")
         )
         result["status_url"] = _base_url(request) + result.pop("status_path")
         return 202, result
@@ -65,7 +66,7 @@ def post_ingest(request: Request, pipeline: Pipeline) -> Response:
 
 
 def get_bars(request: Request, pipeline: Pipeline) -> Response:
-    params = request.query_params or {}
+    params: Mapping[str, str] = request.query_params or {}
     return _guarded(request, lambda: (200, pipeline.get_bars(
         params.get("symbol"), params.get("interval"), params.get("start"), params.get("end"),
         params.get("limit"), params.get("next"),

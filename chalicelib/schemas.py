@@ -6,12 +6,12 @@ foreign message fails loudly (and ends in the dead-letter queue) instead of bein
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 # A validated tick on the wire: [symbol, price, volume, ts_ns, trade_id, side, exchange].
-WireTick = tuple[str, str, str, int, Union[str, None], Union[str, None], Union[str, None]]
+WireTick = tuple[str, str, str, int, str | None, str | None, str | None]
 
 
 class _Message(BaseModel):
@@ -67,7 +67,7 @@ class ObjectMessage(ObjectPart):
 
 
 QueueMessage = Annotated[
-    Union[TicksMessage, RangeMessage, TextMessage, ObjectMessage], Field(discriminator="kind")
+    TicksMessage | RangeMessage | TextMessage | ObjectMessage, Field(discriminator="kind")
 ]
 QUEUE_MESSAGE = TypeAdapter(QueueMessage)
 

@@ -22,12 +22,27 @@ from typing import Any
 from .domain.bars import INTERVALS, PARENT, Bar, merge_all, partials_from_ticks, window_start
 from .domain.chunking import split_lines
 from .domain.errors import (
-    IdempotencyConflict, InputError, InvalidQuery, InvalidTicks, NotFound, PayloadTooLarge, RecordError,
-    TransientError, UnsupportedFormat,
+    IdempotencyConflict,
+    InputError,
+    InvalidQuery,
+    InvalidTicks,
+    NotFound,
+    PayloadTooLarge,
+    RecordError,
+    TransientError,
+    UnsupportedFormat,
 )
 from .domain.formats import (
-    ColumnMap, ParseContext, ParseResult, detect_format, header_problem, parse_csv_document,
-    parse_csv_lines, parse_json_document, parse_ndjson_lines, split_header,
+    ColumnMap,
+    ParseContext,
+    ParseResult,
+    detect_format,
+    header_problem,
+    parse_csv_document,
+    parse_csv_lines,
+    parse_json_document,
+    parse_ndjson_lines,
+    split_header,
 )
 from .domain.ticks import FieldError, Tick, parse_symbol
 from .domain.timefmt import TimestampError, format_ns, parse_timestamp
@@ -140,12 +155,16 @@ class Pipeline:
 
         received_ns = self.clock()
         ingestion_id = f"api-{received_ns // 1_000_000:012x}{self.new_token()[:20]}"
-        body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
-        expires_at = received_ns // 1_000_000_000 + self.settings.idempotency_ttl_seconds
+        key = None
         if idempotency_key is not None:
             key = idempotency_key.strip()
             if not 1 <= len(key) <= 128 or not key.isprintable():
                 raise InputError("Idempotency-Key must be 1-128 printable characters")
+        # Validate before claiming the key, so that a corrected retry under the same key is not refused.
+        parsed = self._parse_body(text, fmt, received_ns)
+        body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
+        expires_at = received_ns // 1_000_000_000 + self.settings.idempotency_ttl_seconds
+        if key is not None:
             claim = {"hash": body_hash, "ingestion_id": ingestion_id, "received_ns": received_ns, "state": "pending"}
             existing = self.store.claim_idempotency_key(key, claim, expires_at)
             if existing is not None:
@@ -156,18 +175,7 @@ class Pipeline:
                 # An earlier attempt did not finish: redo it under the same id and receipt time, so
                 # the chunks it may have queued are overwritten rather than added.
                 ingestion_id, received_ns = existing["ingestion_id"], existing["received_ns"]
-
-        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self.settings.max_errors)
-        if fmt == "json":
-            parsed = parse_json_document(text, ctx)
-        elif fmt == "ndjson":
-            parsed = parse_ndjson_lines(text.splitlines(), 1, ctx)
-        else:
-            parsed = parse_csv_document(text, ctx)
-        if parsed.rejected:
-            raise InvalidTicks(parsed.errors, parsed.rejected)
-        if not parsed.ticks:
-            raise InvalidTicks([RecordError("body", "-", "contains no records")])
+                parsed = self._parse_body(text, fmt, received_ns)
 
         rank = f"{received_ns:020d}:{ingestion_id}"
         messages = encode_tick_messages(parsed.ticks, ingestion_id, rank, received_ns, self.settings.message_bytes)
@@ -184,14 +192,16 @@ class Pipeline:
             self.store.put_ingestion(ingestion_id, {**doc, "status": "failed",
                                                     "errors": [{"location": "queue", "field": "-",
                                                                 "reason": "could not queue the ticks"}]})
-            raise TransientError("could not queue the ticks; retry the request (with the same Idempotency-Key)") from exc
+            raise TransientError(
+                "could not queue the ticks; retry the request (with the same Idempotency-Key)"
+            ) from exc
         response = {
             "ingestion_id": ingestion_id, "accepted": len(parsed.ticks), "status": "queued",
             "status_path": f"/ingestions/{ingestion_id}",
         }
-        if idempotency_key is not None:
+        if key is not None:
             self.store.complete_idempotency_key(
-                idempotency_key.strip(),
+                key,
                 {"hash": body_hash, "ingestion_id": ingestion_id, "received_ns": received_ns, "state": "done",
                  "response": response},
                 expires_at,
@@ -199,6 +209,20 @@ class Pipeline:
         logger.info("ingestion queued", extra={"ingestion_id": ingestion_id, "ticks": len(parsed.ticks),
                                               "messages": len(messages)})
         return response
+
+    def _parse_body(self, text: str, fmt: str, received_ns: int) -> ParseResult:
+        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self.settings.max_errors)
+        if fmt == "json":
+            parsed = parse_json_document(text, ctx)
+        elif fmt == "ndjson":
+            parsed = parse_ndjson_lines(text.splitlines(), 1, ctx)
+        else:
+            parsed = parse_csv_document(text, ctx)
+        if parsed.rejected:
+            raise InvalidTicks(parsed.errors, parsed.rejected)
+        if not parsed.ticks:
+            raise InvalidTicks([RecordError("body", "-", "contains no records")])
+        return parsed
 
     # ------------------------------------------------------------------ ingest: S3 object
     def ingest_object(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
@@ -256,7 +280,7 @@ class Pipeline:
                 raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
             if b"\x00" in first[:4096]:
                 raise FileRejected("the file is not text (it contains NUL bytes)")
-            base = {
+            base: dict[str, Any] = {
                 "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
                 "received_ns": received_ns, "bucket": bucket, "key": key, "version_id": version,
                 "default_symbol": default_symbol,
@@ -270,7 +294,7 @@ class Pipeline:
                 message = ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base)
                 self.queue.send([message.model_dump_json()])
                 return 1, fmt
-            stream = itertools.chain([first], blocks)
+            stream: Iterator[bytes] = itertools.chain([first], blocks)
             header_map = None
             start = 0
             first_line = 1
@@ -280,7 +304,9 @@ class Pipeline:
             count = 0
             pending: list[str] = []
             for chunk in split_lines(stream, target, keep_data=gz, start=start, first_line=first_line):
-                common = dict(chunk=chunk.index, format=fmt, first_line=chunk.first_line, header=header_map, **base)
+                common: dict[str, Any] = {
+                    "chunk": chunk.index, "format": fmt, "first_line": chunk.first_line, "header": header_map, **base
+                }
                 if gz:
                     assert chunk.data is not None
                     body = TextMessage(text=chunk.data.decode("utf-8", "replace"), **common).model_dump_json()

@@ -85,7 +85,7 @@ class Bar:
 
 def merge(a: Bar, b: Bar) -> Bar:
     """Combine two aggregates of the same symbol and window (associative and commutative)."""
-    first, last = (a, b) if a.open_key <= b.open_key else (b, a)
+    first = a if a.open_key <= b.open_key else b
     closer = a if a.close_key >= b.close_key else b
     return Bar(
         symbol=a.symbol,

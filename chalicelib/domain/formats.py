@@ -236,7 +236,7 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
         for name, index in columns:
             if index < len(row):
                 record[name] = row[index]
-            elif name in ("price", "volume") or (name == "symbol" and not default_symbol):
+            elif name in ("price", "volume", "timestamp") or (name == "symbol" and not default_symbol):
                 short = True
         if short:
             result.reject([RecordError(where, "-", f"has {len(row)} columns, the header has {column_map.width}")])

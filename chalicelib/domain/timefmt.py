@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -52,7 +52,7 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
         stamp = datetime(
             int(year), int(month), int(day),
             int(hour or 0), int(minute or 0), int(second or 0),
-            tzinfo=timezone.utc,
+            tzinfo=UTC,
         )
     except ValueError as exc:
         raise TimestampError(f"is not a valid date/time: {text!r} ({exc})") from None
@@ -93,7 +93,7 @@ def format_ns(ns: int) -> str:
     seconds, frac = divmod(ns, NS_PER_S)
     if seconds < -62135596800 or seconds > 253402300799:
         return f"epoch-ns {ns}"
-    head = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    head = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if frac == 0:
         return head + "Z"
     digits = f"{frac:09d}"
