@@ -1,0 +1,232 @@
+"""In-memory twins of the ports in chalicelib/ports.py, for unit tests.
+
+These are small real implementations, not mocks: they store what they are given and answer queries
+the way the AWS adapters in chalicelib/adapters/ do (same key layout semantics, same overwrite rules,
+same conditional writes), so tests assert on their state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from chalicelib.domain.bars import Bar
+from chalicelib.ports import ObjectInfo
+
+SQS_MAX_BATCH_ENTRIES = 10
+SQS_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+def _copy(doc: dict[str, Any]) -> dict[str, Any]:
+    """Documents go through JSON like in DynamoDB, so a non-serialisable doc fails here too."""
+    return json.loads(json.dumps(doc))
+
+
+class MemoryStateStore:
+    """The single-table state of chalicelib.adapters.dynamodb, as plain dicts."""
+
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now
+        self.ingestions: dict[str, dict[str, Any]] = {}
+        self.chunk_results: dict[str, dict[int, dict[str, Any]]] = {}
+        self.idempotency: dict[str, tuple[dict[str, Any], int]] = {}
+        # (symbol, minute start, source) -> partial; a re-put of the same source overwrites.
+        self.partials: dict[tuple[str, int, str], Bar] = {}
+        # (symbol, interval, start) -> (bar, revision, updated_ns)
+        self.bars: dict[tuple[str, str, int], tuple[Bar, int, int]] = {}
+        # (symbol, minute start) -> token of the latest mark
+        self.dirty: dict[tuple[str, int], str] = {}
+        self.symbols: dict[str, int] = {}
+
+    # -- ingestions ------------------------------------------------------------------------
+    def create_ingestion(self, ingestion_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if ingestion_id in self.ingestions:
+            return _copy(self.ingestions[ingestion_id])
+        self.ingestions[ingestion_id] = _copy(doc)
+        return None
+
+    def put_ingestion(self, ingestion_id: str, doc: dict[str, Any]) -> None:
+        self.ingestions[ingestion_id] = _copy(doc)
+
+    def put_chunk_result(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> None:
+        self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
+
+    def get_ingestion(self, ingestion_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        meta = self.ingestions.get(ingestion_id)
+        chunks = self.chunk_results.get(ingestion_id, {})
+        return (_copy(meta) if meta is not None else None), [_copy(chunks[c]) for c in sorted(chunks)]
+
+    # -- idempotency -----------------------------------------------------------------------
+    def claim_idempotency_key(self, key: str, doc: dict[str, Any], expires_at: int) -> dict[str, Any] | None:
+        existing = self.idempotency.get(key)
+        if existing is None or existing[1] < int(self._now()):
+            self.idempotency[key] = (_copy(doc), expires_at)
+            return None
+        return _copy(existing[0])
+
+    def complete_idempotency_key(self, key: str, doc: dict[str, Any], expires_at: int) -> None:
+        self.idempotency[key] = (_copy(doc), expires_at)
+
+    # -- partial aggregates ----------------------------------------------------------------
+    def put_partials(self, source: str, partials: Iterable[Bar]) -> int:
+        count = 0
+        for bar in partials:
+            self.partials[(bar.symbol, bar.start_ns, source)] = bar
+            count += 1
+        return count
+
+    def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[Bar]:
+        keys = sorted(k for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute)
+        return [self.partials[k] for k in keys]
+
+    # -- dirty windows ---------------------------------------------------------------------
+    def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
+        for symbol, minute in set(windows):
+            self.dirty[(symbol, minute)] = token
+
+    def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[tuple[str, int, str]]:
+        wanted = None if symbols is None else set(symbols)
+        out: list[tuple[str, int, str]] = []
+        for (symbol, minute), token in sorted(self.dirty.items(), key=lambda kv: f"{kv[0][0]}#{kv[0][1]:020d}"):
+            if wanted is not None and symbol not in wanted:
+                continue
+            out.append((symbol, minute, token))
+            if len(out) >= limit:
+                break
+        return out
+
+    def clear_dirty(self, entries: Iterable[tuple[str, int, str]]) -> int:
+        cleared = 0
+        for symbol, minute, token in entries:
+            if self.dirty.get((symbol, minute)) == token:
+                del self.dirty[(symbol, minute)]
+                cleared += 1
+        return cleared
+
+    # -- bars ------------------------------------------------------------------------------
+    def query_bars(
+        self, symbol: str, interval: str, first_start: int, last_start: int,
+        limit: int | None = None, after: int | None = None,
+    ) -> tuple[list[tuple[Bar, int]], int | None]:
+        lo = max(first_start, after + 1) if after is not None else first_start
+        starts = sorted(
+            start for (s, iv, start) in self.bars if s == symbol and iv == interval and lo <= start <= last_start
+        )
+        out = [(self.bars[(symbol, interval, s)][0], self.bars[(symbol, interval, s)][1]) for s in starts]
+        if limit is not None and len(out) > limit:
+            return out[:limit], out[limit - 1][0].start_ns
+        return out, None
+
+    def put_bars(self, bars: Iterable[tuple[Bar, int]], updated_ns: int) -> int:
+        count = 0
+        for bar, revision in bars:
+            self.bars[(bar.symbol, bar.interval, bar.start_ns)] = (bar, revision, updated_ns)
+            count += 1
+        return count
+
+    def delete_bars(self, keys: Iterable[tuple[str, str, int]]) -> None:
+        for key in keys:
+            self.bars.pop(key, None)
+
+    # -- symbols ---------------------------------------------------------------------------
+    def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:
+        if symbol not in self.symbols or self.symbols[symbol] < latest_bar_ns:
+            self.symbols[symbol] = latest_bar_ns
+
+    def list_symbols(self) -> list[tuple[str, int]]:
+        return sorted(self.symbols.items())
+
+    # -- test helpers ----------------------------------------------------------------------
+    def bar(self, symbol: str, interval: str, start_ns: int) -> tuple[Bar, int] | None:
+        """The stored bar and its revision, or None."""
+        row = self.bars.get((symbol, interval, start_ns))
+        return None if row is None else (row[0], row[1])
+
+    def bars_of(self, symbol: str, interval: str) -> list[Bar]:
+        return [self.bars[k][0] for k in sorted(self.bars) if k[0] == symbol and k[1] == interval]
+
+
+class MemoryQueue:
+    """An SQS queue as a list of message bodies, with SQS's per-message size limit."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self._next_id = 0
+
+    def send(self, bodies: Sequence[str]) -> int:
+        for body in bodies:
+            if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
+                raise ValueError(f"message of {len(body.encode())} bytes is over the SQS limit")
+        self.messages.extend(bodies)
+        return -(-len(bodies) // SQS_MAX_BATCH_ENTRIES)
+
+    def receive_all(self) -> list[tuple[str, str]]:
+        """Take every message off the queue as (message id, body) pairs, like one big receive."""
+        out = []
+        for body in self.messages:
+            out.append((f"m-{self._next_id}", body))
+            self._next_id += 1
+        self.messages = []
+        return out
+
+
+class MemoryEvents:
+    """An event bus that keeps what was published."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        self.published.append((detail_type, json.loads(json.dumps(detail))))
+
+
+class MemoryObjects:
+    """A versioned S3 bucket set: bytes per (bucket, key, version), read the way S3ObjectStore reads."""
+
+    def __init__(self, block_size: int = 1024 * 1024) -> None:
+        self.block_size = block_size
+        self._objects: dict[tuple[str, str], list[tuple[str, bytes, str | None, dict[str, str]]]] = {}
+        self._counter = 0
+
+    def put(
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Store a new version; returns its version id."""
+        self._counter += 1
+        version = f"v{self._counter}"
+        meta = {k.lower(): v for k, v in (metadata or {}).items()}
+        self._objects.setdefault((bucket, key), []).append((version, bytes(data), content_type, meta))
+        return version
+
+    def _get(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bytes, str | None, dict[str, str]]:
+        versions = self._objects.get((bucket, key))
+        if not versions:
+            raise KeyError(f"NoSuchKey: s3://{bucket}/{key}")
+        if not version_id or version_id == "null":
+            return versions[-1]
+        for entry in versions:
+            if entry[0] == version_id:
+                return entry
+        raise KeyError(f"NoSuchVersion: s3://{bucket}/{key}?versionId={version_id}")
+
+    def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
+        version, data, content_type, meta = self._get(bucket, key, version_id)
+        return ObjectInfo(size=len(data), content_type=content_type, metadata=dict(meta),
+                          version_id=version, etag=hashlib.md5(data).hexdigest())
+
+    def stream(self, bucket: str, key: str, version_id: str | None) -> Iterator[bytes]:
+        data = self._get(bucket, key, version_id)[1]
+        for i in range(0, len(data), self.block_size):
+            yield data[i : i + self.block_size]
+
+    def read_range(self, bucket: str, key: str, version_id: str | None, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        return self._get(bucket, key, version_id)[1][start:end]
+
+    def read_all(self, bucket: str, key: str, version_id: str | None) -> bytes:
+        return self._get(bucket, key, version_id)[1]
