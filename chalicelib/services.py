@@ -43,6 +43,7 @@ from .domain.formats import (
     parse_json_document,
     parse_ndjson_lines,
     split_header,
+    text_lines,
 )
 from .domain.ticks import FieldError, Tick, parse_symbol
 from .domain.timefmt import TimestampError, format_ns, parse_timestamp
@@ -215,7 +216,7 @@ class Pipeline:
         if fmt == "json":
             parsed = parse_json_document(text, ctx)
         elif fmt == "ndjson":
-            parsed = parse_ndjson_lines(text.splitlines(), 1, ctx)
+            parsed = parse_ndjson_lines(text_lines(text), 1, ctx)
         else:
             parsed = parse_csv_document(text, ctx)
         if parsed.rejected:
@@ -268,6 +269,13 @@ class Pipeline:
             except FieldError as exc:
                 raise FileRejected(f"object metadata symbol {exc.reason}") from None
         gz = key.lower().endswith(".gz")
+        try:
+            if gz:
+                # A damaged gzip shows only at its end: check it all before queueing any of it.
+                for _ in _gunzip(self.objects.stream(bucket, key, version)):
+                    pass
+        except zlib.error as exc:
+            raise FileRejected(f"the file is not valid gzip: {exc}") from None
         blocks: Iterator[bytes] = self.objects.stream(bucket, key, version)
         if gz:
             blocks = _gunzip(blocks)
@@ -417,7 +425,7 @@ class Pipeline:
                 raw = b"".join(_gunzip([raw]))
             text = raw.decode("utf-8", "replace")
             if text.lstrip("\ufeff \r\n\t").startswith("{"):
-                as_lines = parse_ndjson_lines(text.splitlines(), 1, ctx)
+                as_lines = parse_ndjson_lines(text_lines(text), 1, ctx)
                 return as_lines.ticks, as_lines
             parsed = parse_json_document(text, ctx)
             return parsed.ticks, parsed
@@ -426,7 +434,7 @@ class Pipeline:
             text = data.decode("utf-8", "replace")
         else:
             text = message.text
-        lines = text.splitlines()
+        lines = text_lines(text)
         if message.format == "csv":
             column_map = ColumnMap.from_dict(message.header or {})
             parsed = parse_csv_lines(lines, message.first_line, column_map, ctx)

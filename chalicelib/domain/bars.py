@@ -72,7 +72,8 @@ class Bar:
     def vwap(self) -> Decimal | None:
         if self.volume == 0:
             return None
-        return VWAP_CONTEXT.divide(self.notional, self.volume)
+        # Rounding to the context's precision could step outside the true range [low, high]; clamp.
+        return min(max(VWAP_CONTEXT.divide(self.notional, self.volume), self.low), self.high)
 
     def same_values(self, other: Bar) -> bool:
         return (

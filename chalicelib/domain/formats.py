@@ -32,7 +32,7 @@ COLUMN_ALIASES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "volume": (
         ("volume", None), ("size", None), ("qty", None), ("quantity", None), ("amount", None),
     ),
-    "symbol": (("symbol", None), ("ticker", None), ("instrument", None)),
+    "symbol": (("symbol", None), ("ticker", None), ("instrument", None), ("product_id", None)),
     "trade_id": (("trade_id", None), ("id", None), ("tid", None), ("agg_trade_id", None)),
     "side": (("side", None),),
     "exchange": (("exchange", None),),
@@ -87,6 +87,14 @@ class ColumnMap:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ColumnMap:
         return cls(dict(data["columns"]), data.get("timestamp_unit"), int(data["width"]))
+
+
+def text_lines(text: str) -> list[str]:
+    """Split on LF only (as chunk line numbers count), dropping a CR before it; other separators are data."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def normalise_name(name: str) -> str:
@@ -254,7 +262,7 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
 
 def split_header(text: str) -> tuple[list[str] | None, list[str]]:
     """Split CSV text into (header cells, remaining lines)."""
-    lines = text.lstrip("\ufeff").splitlines()
+    lines = text_lines(text.lstrip("\ufeff"))
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
@@ -267,7 +275,7 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
     """A whole CSV body: header row, then data rows (line numbers count the header as line 1)."""
     result = ParseResult(max_errors=ctx.max_errors)
     stripped = text.lstrip("\ufeff")
-    lines = stripped.splitlines()
+    lines = text_lines(stripped)
     leading = 0
     while leading < len(lines) and not lines[leading].strip():
         leading += 1

@@ -68,6 +68,8 @@ def parse_decimal(field: str, raw: Any, *, allow_zero: bool) -> Decimal:
         raise FieldError(field, f"must be finite, got {_show(raw)}")
     if value < 0 or (value == 0 and not allow_zero):
         raise FieldError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {_show(raw)}")
+    if value == 0:
+        value = Decimal(0)  # no "-0" or "0E-8" in stored values
     if value.adjusted() >= 18:
         raise FieldError(field, f"is out of range (at most 18 digits before the point): {_show(raw)}")
     exponent = value.as_tuple().exponent

@@ -540,11 +540,6 @@ def test_unreadable_objects_are_rejected(env: Env, key: str, data: bytes, reason
     assert env.queue.messages == []
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="known bug: chunks of a truncated .gz are queued before the truncation is found at the end of the "
-           "stream, though the file is reported rejected",
-)
 def test_truncated_gzip_queues_nothing() -> None:
     env = make_env(inline_chunk_bytes=50)
     data = gzip.compress(as_csv(sample_rows(200)))
