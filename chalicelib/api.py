@@ -9,6 +9,7 @@ from typing import Any
 from chalice.app import Request, Response
 
 from .domain.errors import PipelineError
+from .handlers import flushes_metrics
 from .observability import logger
 from .services import Pipeline
 
@@ -25,6 +26,7 @@ def _request_id(request: Request) -> str | None:
     return (request.context or {}).get("requestId")
 
 
+@flushes_metrics
 def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
     try:
         status, body = call()

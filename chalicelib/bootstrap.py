@@ -13,6 +13,7 @@ from .adapters.dynamodb import DynamoStateStore
 from .adapters.events import EventBridgePublisher
 from .adapters.s3 import S3ObjectStore
 from .adapters.sqs import SqsTickQueue
+from .observability import count
 from .services import Pipeline
 from .settings import Settings, get_settings
 
@@ -47,6 +48,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         events=EventBridgePublisher(LazyClient("events", settings), settings.event_bus_name, settings.event_source),
         objects=S3ObjectStore(LazyClient("s3", settings)),
         settings=settings,
+        metric=count,
     )
 
 

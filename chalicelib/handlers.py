@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from .observability import flush
 from .services import Pipeline
 from .settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class BatchFailed(Exception):
     """Raised to make Lambda retry the whole batch when the trigger cannot report item failures."""
 
 
+def flushes_metrics(function: F) -> F:
+    """Emit the invocation's metrics (EMF, in the log) however the handler ends."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            flush()
+
+    return wrapper  # type: ignore[return-value]
+
+
+@flushes_metrics
 def on_object_created(detail: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     bucket = detail["bucket"]["name"]
     obj = detail["object"]
     return pipeline.ingest_object(bucket, obj["key"], obj.get("version-id"))
 
 
+@flushes_metrics
 def on_sqs_batch(records: list[dict[str, Any]], pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
     messages = [(r["messageId"], r["body"]) for r in records]
     outcome = pipeline.process_batch(messages)
@@ -31,10 +51,12 @@ def on_sqs_batch(records: list[dict[str, Any]], pipeline: Pipeline, settings: Se
     return {"batchItemFailures": []}
 
 
+@flushes_metrics
 def on_ticks_processed(detail: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
     symbols = {c["symbol"] for c in detail.get("changes", []) if isinstance(c, dict) and "symbol" in c}
     return pipeline.aggregate(symbols or None)
 
 
+@flushes_metrics
 def on_schedule(pipeline: Pipeline) -> dict[str, Any]:
     return pipeline.aggregate(None)

@@ -60,6 +60,8 @@ CONTENT_TYPES = {
     "text/csv": "csv",
 }
 TICKS_PROCESSED = "TicksProcessed"
+BARS_REVISED = "BarsRevised"
+MAX_REVISIONS_LISTED = 500
 MAX_BAR_LIMIT = 5000
 DEFAULT_BAR_LIMIT = 1000
 # Windows of one symbol closer than this are read with one query.
@@ -135,6 +137,7 @@ class Pipeline:
     objects: ObjectStore
     settings: Settings
     clock: Callable[[], int] = time.time_ns
+    metric: Callable[[str, float], None] = lambda name, value: None
     new_token: Callable[[], str] = lambda: uuid.uuid4().hex
 
     # ------------------------------------------------------------------ ingest: REST
@@ -172,6 +175,7 @@ class Pipeline:
                 if existing["hash"] != body_hash:
                     raise IdempotencyConflict("this Idempotency-Key was used with a different body")
                 if existing["state"] == "done":
+                    self.metric("DuplicateRequests", 1)
                     return {**existing["response"], "replayed": True}
                 # An earlier attempt did not finish: redo it under the same id and receipt time, so
                 # the chunks it may have queued are overwritten rather than added.
@@ -207,6 +211,7 @@ class Pipeline:
                  "response": response},
                 expires_at,
             )
+        self.metric("TicksAccepted", len(parsed.ticks))
         logger.info("ingestion queued", extra={"ingestion_id": ingestion_id, "ticks": len(parsed.ticks),
                                               "messages": len(messages)})
         return response
@@ -242,6 +247,7 @@ class Pipeline:
         if existing is not None:
             if existing.get("status") != "scanning":
                 logger.info("object already ingested", extra={"ingestion_id": ingestion_id, "object_key": key})
+                self.metric("DuplicateObjects", 1)
                 return {"ingestion_id": ingestion_id, "duplicate": True, "status": existing.get("status")}
             doc = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
             received_ns = doc["received_ns"]
@@ -253,6 +259,7 @@ class Pipeline:
                        errors=[{"location": "file", "field": "-", "reason": str(exc)}])
             self.store.put_ingestion(ingestion_id, doc)
             logger.warning("file rejected", extra={**log_extra, "reason": str(exc)})
+            self.metric("FilesRejected", 1)
             return {"ingestion_id": ingestion_id, "status": "rejected", "reason": str(exc)}
         doc.update(status="queued", chunks=chunks, format=fmt)
         self.store.put_ingestion(ingestion_id, doc)
@@ -372,6 +379,7 @@ class Pipeline:
             except Exception:
                 logger.exception("message failed", extra={"message_id": message_id})
                 outcome.failed_message_ids.append(message_id)
+                self.metric("MessagesFailed", 1)
                 continue
             ingestions.add(message.ingestion_id)
             outcome.ticks += accepted
@@ -382,6 +390,8 @@ class Pipeline:
                 entry[0] = min(entry[0], minute)
                 entry[1] = max(entry[1], minute)
                 entry[2] += count
+        self.metric("TicksProcessed", outcome.ticks)
+        self.metric("TicksRejected", outcome.rejected)
         if changes:
             detail = {
                 "ingestion_ids": sorted(ingestions),
@@ -450,16 +460,25 @@ class Pipeline:
         for symbol, minute, _ in dirty:
             by_symbol[symbol].add(minute)
         written = 0
+        revised: list[dict[str, Any]] = []
         for symbol, minutes in sorted(by_symbol.items()):
-            written += self._aggregate_symbol(symbol, sorted(minutes))
+            written += self._aggregate_symbol(symbol, sorted(minutes), revised)
         cleared = self.store.clear_dirty(dirty)
+        if revised:
+            # Bars that had been published changed (late or replaced ticks): tell consumers which.
+            try:
+                self.events.publish(BARS_REVISED, {"count": len(revised), "bars": revised[:MAX_REVISIONS_LISTED]})
+            except Exception:
+                logger.exception("could not publish BarsRevised")
+        self.metric("BarsWritten", written)
+        self.metric("BarsRevised", len(revised))
         summary = {"windows": len(dirty), "symbols": len(by_symbol), "bars_written": written,
-                   "still_dirty": len(dirty) - cleared}
+                   "bars_revised": len(revised), "still_dirty": len(dirty) - cleared}
         if dirty:
             logger.info("aggregated", extra=summary)
         return summary
 
-    def _aggregate_symbol(self, symbol: str, minutes: list[int]) -> int:
+    def _aggregate_symbol(self, symbol: str, minutes: list[int], revised: list[dict[str, Any]]) -> int:
         wanted = set(minutes)
         fresh: dict[int, Bar | None] = {m: None for m in minutes}
         grouped: dict[int, list[Bar]] = defaultdict(list)
@@ -469,7 +488,7 @@ class Pipeline:
                     grouped[partial.start_ns].append(partial)
         for minute, parts in grouped.items():
             fresh[minute] = merge_all(parts, "1m", minute)
-        written = self._write_level(symbol, "1m", fresh)
+        written = self._write_level(symbol, "1m", fresh, revised)
         latest = max((m for m, b in fresh.items() if b is not None), default=None)
         starts = minutes
         for interval in ("5m", "15m", "1h", "1d"):
@@ -484,13 +503,18 @@ class Pipeline:
                     if start in wanted:
                         children[start].append(bar)
             level = {s: merge_all(children.get(s, []), interval, s) for s in starts}
-            written += self._write_level(symbol, interval, level)
+            written += self._write_level(symbol, interval, level, revised)
         if latest is not None:
             self.store.update_symbol(symbol, latest)
         return written
 
-    def _write_level(self, symbol: str, interval: str, fresh: dict[int, Bar | None]) -> int:
-        """Write bars that changed (bumping their revision) and delete bars whose window is now empty."""
+    def _write_level(
+        self, symbol: str, interval: str, fresh: dict[int, Bar | None], revised: list[dict[str, Any]]
+    ) -> int:
+        """Write bars that changed (bumping their revision) and delete bars whose window is now empty.
+
+        Every change to a bar that existed already is appended to ``revised``.
+        """
         if not fresh:
             return 0
         starts = sorted(fresh)
@@ -505,10 +529,14 @@ class Pipeline:
             if bar is None:
                 if old is not None:
                     deletes.append((symbol, interval, start))
+                    revised.append({"symbol": symbol, "interval": interval, "start": format_ns(start),
+                                    "revision": None})
             elif old is None:
                 writes.append((bar, 1))
             elif not bar.same_values(old[0]) or bar.open_key != old[0].open_key or bar.close_key != old[0].close_key:
                 writes.append((bar, old[1] + 1))
+                revised.append({"symbol": symbol, "interval": interval, "start": format_ns(start),
+                                "revision": old[1] + 1})
         if writes:
             self.store.put_bars(writes, self.clock())
         if deletes:
