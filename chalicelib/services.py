@@ -235,8 +235,7 @@ class Pipeline:
         """Plan the ingestion of one object version: scan it once, queue line-aligned chunks."""
         info = self.objects.head(bucket, key, version_id)
         version = info.version_id if info.version_id not in (None, "null") else None
-        identity = f"{bucket}/{key}#{version or info.etag}"
-        ingestion_id = "s3-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+        ingestion_id = self.object_ingestion_id(bucket, key, version or info.etag)
         received_ns = self.clock()
         doc: dict[str, Any] = {
             "ingestion_id": ingestion_id, "source": "s3", "status": "scanning", "received_ns": received_ns,
@@ -252,6 +251,12 @@ class Pipeline:
             doc = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
             received_ns = doc["received_ns"]
         log_extra = {"ingestion_id": ingestion_id, "object_key": key}
+        if version is not None and self.objects.latest_version(bucket, key) not in (None, version):
+            # A newer version of the key exists: it is the truth, this one is never counted.
+            doc.update(status="superseded", accepted=0, chunks=0)
+            self.store.put_ingestion(ingestion_id, doc)
+            logger.info("older object version skipped", extra=log_extra)
+            return {"ingestion_id": ingestion_id, "status": "superseded"}
         try:
             chunks, fmt = self._queue_object(ingestion_id, received_ns, bucket, key, version, info)
         except FileRejected as exc:
@@ -260,11 +265,38 @@ class Pipeline:
             self.store.put_ingestion(ingestion_id, doc)
             logger.warning("file rejected", extra={**log_extra, "reason": str(exc)})
             self.metric("FilesRejected", 1)
+            self._record_version(bucket, key, ingestion_id)
             return {"ingestion_id": ingestion_id, "status": "rejected", "reason": str(exc)}
         doc.update(status="queued", chunks=chunks, format=fmt)
         self.store.put_ingestion(ingestion_id, doc)
+        self._record_version(bucket, key, ingestion_id)
         logger.info("object queued", extra={**log_extra, "chunks": chunks, "format": fmt})
         return {"ingestion_id": ingestion_id, "status": "queued", "chunks": chunks}
+
+    @staticmethod
+    def object_ingestion_id(bucket: str, key: str, version_or_etag: str) -> str:
+        return "s3-" + hashlib.sha256(f"{bucket}/{key}#{version_or_etag}".encode()).hexdigest()[:32]
+
+    def _record_version(self, bucket: str, key: str, ingestion_id: str) -> None:
+        """A key's newest version is its truth: make the aggregator revisit the windows of the others.
+
+        Which version counts is decided when bars are built (``_is_live``), from S3 itself, so uploads
+        racing each other cannot leave a replaced version counted.
+        """
+        windows: set[tuple[str, int]] = set()
+        for other in self.store.add_object_ingestion(bucket, key, ingestion_id) - {ingestion_id}:
+            _, chunks = self.store.get_ingestion(other)
+            prefix = other + "#"
+            for chunk in chunks:
+                for symbol, (lo, hi) in chunk.get("windows", {}).items():
+                    windows.update(
+                        (symbol, bar.start_ns) for source, bar in self.store.query_partials(symbol, lo, hi)
+                        if source.startswith(prefix)
+                    )
+        if windows:
+            self.store.mark_dirty(windows, self.new_token())
+            logger.info("object replaced", extra={"ingestion_id": ingestion_id, "object_key": key,
+                                                  "windows": len(windows)})
 
     def _queue_object(
         self, ingestion_id: str, received_ns: int, bucket: str, key: str, version: str | None, info: Any
@@ -413,8 +445,12 @@ class Pipeline:
         source = f"{message.ingestion_id}#{message.chunk:06d}"
         self.store.put_partials(source, partials.values())
         self.store.mark_dirty(partials.keys(), self.new_token())
+        spans: dict[str, list[int]] = {}
+        for symbol, minute in partials:
+            span = spans.setdefault(symbol, [minute, minute])
+            span[0], span[1] = min(span[0], minute), max(span[1], minute)
         self.store.put_chunk_result(message.ingestion_id, message.chunk, {
-            "chunk": message.chunk, "accepted": len(ticks), "rejected": parsed.rejected,
+            "chunk": message.chunk, "accepted": len(ticks), "rejected": parsed.rejected, "windows": spans,
             "errors": [e.as_dict() for e in parsed.errors], "processed_ns": self.clock(),
         })
         return {key: bar.trades for key, bar in partials.items()}, len(ticks), parsed.rejected
@@ -461,8 +497,9 @@ class Pipeline:
             by_symbol[symbol].add(minute)
         written = 0
         revised: list[dict[str, Any]] = []
+        live: dict[str, bool] = {}
         for symbol, minutes in sorted(by_symbol.items()):
-            written += self._aggregate_symbol(symbol, sorted(minutes), revised)
+            written += self._aggregate_symbol(symbol, sorted(minutes), revised, live)
         cleared = self.store.clear_dirty(dirty)
         if revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
@@ -478,13 +515,33 @@ class Pipeline:
             logger.info("aggregated", extra=summary)
         return summary
 
-    def _aggregate_symbol(self, symbol: str, minutes: list[int], revised: list[dict[str, Any]]) -> int:
+    def _is_live(self, source: str, live: dict[str, bool]) -> bool:
+        """Whether a partial's source counts: an object version does only while no newer version exists."""
+        ingestion_id = source.split("#", 1)[0]
+        if not ingestion_id.startswith("s3-"):
+            return True
+        if ingestion_id not in live:
+            meta = self.store.get_ingestion_meta(ingestion_id)
+            live[ingestion_id] = meta is None or not self._superseded(meta)
+        return live[ingestion_id]
+
+    def _superseded(self, meta: dict[str, Any]) -> bool:
+        obj = meta.get("object") or {}
+        version = obj.get("version_id")
+        if version is None:
+            return False
+        latest = self.objects.latest_version(obj["bucket"], obj["key"])
+        return latest is not None and latest != version
+
+    def _aggregate_symbol(
+        self, symbol: str, minutes: list[int], revised: list[dict[str, Any]], live: dict[str, bool]
+    ) -> int:
         wanted = set(minutes)
         fresh: dict[int, Bar | None] = {m: None for m in minutes}
         grouped: dict[int, list[Bar]] = defaultdict(list)
         for lo, hi in _ranges(minutes, RANGE_GAP_NS):
-            for partial in self.store.query_partials(symbol, lo, hi):
-                if partial.start_ns in wanted:
+            for source, partial in self.store.query_partials(symbol, lo, hi):
+                if partial.start_ns in wanted and self._is_live(source, live):
                     grouped[partial.start_ns].append(partial)
         for minute, parts in grouped.items():
             fresh[minute] = merge_all(parts, "1m", minute)
@@ -597,7 +654,9 @@ class Pipeline:
             raise NotFound(f"no ingestion with id {ingestion_id!r}")
         total = meta.get("chunks")
         status = meta["status"]
-        if status == "queued" and total is not None:
+        if meta["source"] == "s3" and status != "superseded" and self._superseded(meta):
+            status = "superseded"
+        elif status == "queued" and total is not None:
             status = "processed" if len(chunks) >= total else ("processing" if chunks else "queued")
         accepted = meta["accepted"] if meta["source"] == "api" else sum(c["accepted"] for c in chunks)
         rejected = meta.get("rejected", 0) + sum(c["rejected"] for c in chunks)

@@ -35,6 +35,7 @@ class MemoryStateStore:
         self.idempotency: dict[str, tuple[dict[str, Any], int]] = {}
         # (symbol, minute start, source) -> partial; a re-put of the same source overwrites.
         self.partials: dict[tuple[str, int, str], Bar] = {}
+        self.object_ingestions: dict[tuple[str, str], set[str]] = {}
         # (symbol, interval, start) -> (bar, revision, updated_ns)
         self.bars: dict[tuple[str, str, int], tuple[Bar, int, int]] = {}
         # (symbol, minute start) -> token of the latest mark
@@ -53,6 +54,9 @@ class MemoryStateStore:
 
     def put_chunk_result(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> None:
         self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
+
+    def get_ingestion_meta(self, ingestion_id: str) -> dict[str, Any] | None:
+        return self.get_ingestion(ingestion_id)[0]
 
     def get_ingestion(self, ingestion_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         meta = self.ingestions.get(ingestion_id)
@@ -78,9 +82,14 @@ class MemoryStateStore:
             count += 1
         return count
 
-    def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[Bar]:
+    def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
         keys = sorted(k for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute)
-        return [self.partials[k] for k in keys]
+        return [(k[2], self.partials[k]) for k in keys]
+
+    def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
+        ids = self.object_ingestions.setdefault((bucket, key), set())
+        ids.add(ingestion_id)
+        return set(ids)
 
     # -- dirty windows ---------------------------------------------------------------------
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
@@ -230,3 +239,7 @@ class MemoryObjects:
 
     def read_all(self, bucket: str, key: str, version_id: str | None) -> bytes:
         return self._get(bucket, key, version_id)[1]
+
+    def latest_version(self, bucket: str, key: str) -> str | None:
+        versions = self._objects.get((bucket, key))
+        return versions[-1][0] if versions else None

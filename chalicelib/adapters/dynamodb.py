@@ -119,6 +119,10 @@ class DynamoStateStore:
             Item={"pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}"}, "doc": {"S": json.dumps(doc)}},
         )
 
+    def get_ingestion_meta(self, ingestion_id: str) -> dict[str, Any] | None:
+        item = self._get(f"I#{ingestion_id}", "META")
+        return json.loads(item["doc"]["S"]) if item else None
+
     def get_ingestion(self, ingestion_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The metadata document (None if unknown) and the chunk results, in chunk order."""
         meta = None
@@ -134,6 +138,17 @@ class DynamoStateStore:
             else:
                 chunks.append(doc)
         return meta, chunks
+
+    def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
+        """Record an ingestion of an object key; return every ingestion recorded for that key."""
+        response = self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": f"O#{bucket}/{key}"}, "sk": {"S": "META"}},
+            UpdateExpression="ADD ids :id",
+            ExpressionAttributeValues={":id": {"SS": [ingestion_id]}},
+            ReturnValues="ALL_NEW",
+        )
+        return set(response["Attributes"]["ids"]["SS"])
 
     # -- idempotency -----------------------------------------------------------------------
     def claim_idempotency_key(self, key: str, doc: dict[str, Any], expires_at: int) -> dict[str, Any] | None:
@@ -172,7 +187,8 @@ class DynamoStateStore:
         self._batch_write(requests)
         return len(requests)
 
-    def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[Bar]:
+    def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
+        """Partials of ``symbol`` in the minutes [first, last], each with its source chunk id."""
         bars = []
         for item in self._query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
@@ -182,8 +198,8 @@ class DynamoStateStore:
             },
             ConsistentRead=True,
         ):
-            minute = int(item["sk"]["S"][:20])
-            bars.append(_bar_from_item(item, symbol, "1m", minute))
+            sort_key = item["sk"]["S"]
+            bars.append((sort_key[21:], _bar_from_item(item, symbol, "1m", int(sort_key[:20]))))
         return bars
 
     # -- dirty windows ---------------------------------------------------------------------

@@ -44,3 +44,20 @@ class S3ObjectStore:
 
     def read_all(self, bucket: str, key: str, version_id: str | None) -> bytes:
         return self._client.get_object(Bucket=bucket, Key=key, **self._version(version_id))["Body"].read()
+
+    def latest_version(self, bucket: str, key: str) -> str | None:
+        """The id of the key's newest version that is not a delete marker (None when unversioned or none)."""
+        paginator = self._client.get_paginator("list_object_versions")
+        newest: tuple[Any, str] | None = None
+        for page in paginator.paginate(Bucket=bucket, Prefix=key):
+            for version in page.get("Versions", []):
+                if version["Key"] != key:
+                    continue
+                if version.get("IsLatest"):
+                    found = version.get("VersionId")
+                    return None if found in (None, "null") else str(found)
+                if newest is None or version["LastModified"] > newest[0]:
+                    newest = (version["LastModified"], version.get("VersionId"))
+        if newest is None or newest[1] in (None, "null"):
+            return None
+        return str(newest[1])

@@ -54,11 +54,12 @@ def test_partials_written_past_the_batch_limit_and_unprocessed_items_retried(
     assert written == 60
     assert client.unprocessed_returned == 3
     stored = store.query_partials("AAPL", 0, 59 * MINUTE_NS)
-    assert sorted(b.start_ns for b in stored) == [m * MINUTE_NS for m in range(60)]
+    assert sorted(b.start_ns for _, b in stored) == [m * MINUTE_NS for m in range(60)]
+    assert {source for source, _ in stored} == {"ing-1#000000"}
     # The same source again overwrites instead of adding.
     store.put_partials("ing-1#000000", [_bar("AAPL", m, "11") for m in range(60)])
     again = store.query_partials("AAPL", 0, 59 * MINUTE_NS)
-    assert len(again) == 60 and {b.close for b in again} == {Decimal("11")}
+    assert len(again) == 60 and {b.close for _, b in again} == {Decimal("11")}
 
 
 def test_dirty_markers_clear_only_when_unchanged(provisioned: dict[str, str], settings: Settings,

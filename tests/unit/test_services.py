@@ -400,6 +400,9 @@ def test_a_late_tick_updates_the_bar_and_bumps_its_revision(env: Env) -> None:
         containing = [b for b in after[interval] if b["start"] <= target["start"]][-1]
         assert containing["revision"] == 2 and containing["high"] == "6000"
     assert values(after["1h"]) == expected_bars([*rows, late], "ESU4", "1h")
+    revised = [d for t, d in env.events.published if t == "BarsRevised"]
+    assert len(revised) == 1 and revised[0]["count"] == 5
+    assert {(b["interval"], b["revision"]) for b in revised[0]["bars"]} == {(iv, 2) for iv in INTERVALS}
 
 
 def test_a_marker_set_during_aggregation_is_not_cleared(env: Env) -> None:
@@ -563,6 +566,49 @@ def test_the_same_object_version_is_ingested_once(env: Env) -> None:
     newer = env.objects.put(BUCKET, "t.csv", as_csv(sample_rows()[:3]))
     third = env.pipeline.ingest_object(BUCKET, "t.csv", newer)
     assert third["status"] == "queued" and third["ingestion_id"] != first["ingestion_id"]
+
+
+def test_a_corrected_file_under_the_same_key_replaces_the_old_version_everywhere(env: Env) -> None:
+    old_rows = sample_rows(60)
+    # The correction drops the first minutes entirely and changes a price in the rest.
+    new_rows = [dict(r) for r in old_rows[20:]]
+    new_rows[5]["price"] = "4999.5"
+    v1 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(old_rows))
+    first = env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v1)
+    env.run()
+    v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(new_rows))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)
+    env.run()
+    for symbol in ("ESU4", "BTC/USDT"):
+        for interval in ("1m", "5m", "1d"):
+            assert values(env.bars(symbol, interval)) == expected_bars(new_rows, symbol, interval)
+    assert env.pipeline.ingestion_status(first["ingestion_id"])["status"] == "superseded"
+    revised = [d for t, d in env.events.published if t == "BarsRevised"]
+    assert revised and any(b["revision"] is None for d in revised for b in d["bars"])  # emptied windows
+
+
+def test_an_older_version_delivered_after_the_newer_one_is_not_counted(env: Env) -> None:
+    rows = sample_rows(30)
+    v1 = env.objects.put(BUCKET, "k.csv", as_csv(rows))
+    v2 = env.objects.put(BUCKET, "k.csv", as_csv(rows[:10]))
+    env.pipeline.ingest_object(BUCKET, "k.csv", v2)
+    late = env.pipeline.ingest_object(BUCKET, "k.csv", v1)  # S3 events are not ordered
+    assert late["status"] == "superseded"
+    env.run()
+    assert values(env.bars("ESU4", "1d")) == expected_bars(rows[:10], "ESU4", "1d")
+
+
+def test_an_old_version_processed_after_the_new_one_still_drops_out(env: Env) -> None:
+    rows = sample_rows(30)
+    v1 = env.objects.put(BUCKET, "k.csv", as_csv(rows))
+    env.pipeline.ingest_object(BUCKET, "k.csv", v1)
+    old_chunks = env.queue.receive_all()  # v1's chunks are still in flight...
+    v2 = env.objects.put(BUCKET, "k.csv", as_csv(rows[:10]))
+    env.pipeline.ingest_object(BUCKET, "k.csv", v2)
+    env.run()
+    env.pipeline.process_batch(old_chunks)  # ...and land after v2 was aggregated
+    env.pipeline.aggregate()
+    assert values(env.bars("ESU4", "1d")) == expected_bars(rows[:10], "ESU4", "1d")
 
 
 # ---------------------------------------------------------------------------------- read
