@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from decimal import Context, Decimal
+from decimal import Context, Decimal, localcontext
+from typing import Any
 
 from .ticks import Tick
 
@@ -115,44 +116,49 @@ def merge_all(bars: Iterable[Bar], interval: str, start_ns: int) -> Bar | None:
     return result
 
 
+def _tie(tick: Tick) -> tuple[str, int]:
+    return trade_rank(tick.trade_id), tick.seq
+
+
 def partials_from_ticks(ticks: Iterable[Tick], source_rank: str) -> dict[tuple[str, int], Bar]:
     """One-minute partial aggregates of a batch of ticks, keyed by (symbol, minute start).
 
-    A single pass with plain comparisons: this is the hot path of processing.
+    A single pass with plain comparisons (this is the hot path of processing): ticks are compared by
+    timestamp, and the full order key is only consulted on a tie; keys are built for the winners only.
     """
-    out: dict[tuple[str, int], list] = {}
-    mul = EXACT.multiply
-    add = EXACT.add
-    for tick in ticks:
-        ts = tick.ts_ns
-        key = (tick.symbol, ts - ts % MINUTE_NS)
-        okey = order_key(ts, tick.trade_id, source_rank, tick.seq)
-        price = tick.price
-        acc = out.get(key)
-        if acc is None:
-            out[key] = [price, price, price, price, tick.volume, mul(price, tick.volume), 1, ts, ts, okey, okey]
-            continue
-        if okey < acc[9]:
-            acc[0] = price
-            acc[9] = okey
-        if price > acc[1]:
-            acc[1] = price
-        if price < acc[2]:
-            acc[2] = price
-        if okey > acc[10]:
-            acc[3] = price
-            acc[10] = okey
-        acc[4] = add(acc[4], tick.volume)
-        acc[5] = add(acc[5], mul(price, tick.volume))
-        acc[6] += 1
-        if ts < acc[7]:
-            acc[7] = ts
-        if ts > acc[8]:
-            acc[8] = ts
-    return {
-        key: Bar(key[0], "1m", key[1], a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10])
-        for key, a in out.items()
-    }
+    out: dict[tuple[str, int], list[Any]] = {}
+    with localcontext(EXACT):
+        for tick in ticks:
+            ts = tick.ts_ns
+            key = (tick.symbol, ts - ts % MINUTE_NS)
+            price = tick.price
+            volume = tick.volume
+            acc = out.get(key)
+            if acc is None:
+                out[key] = [tick, price, price, tick, volume, price * volume, 1]
+                continue
+            first = acc[0]
+            if ts < first.ts_ns or (ts == first.ts_ns and _tie(tick) < _tie(first)):
+                acc[0] = tick
+            if price > acc[1]:
+                acc[1] = price
+            elif price < acc[2]:
+                acc[2] = price
+            last = acc[3]
+            if ts > last.ts_ns or (ts == last.ts_ns and _tie(tick) > _tie(last)):
+                acc[3] = tick
+            acc[4] += volume
+            acc[5] += price * volume
+            acc[6] += 1
+    partials = {}
+    for (symbol, minute), (first, high, low, last, volume, notional, count) in out.items():
+        partials[(symbol, minute)] = Bar(
+            symbol, "1m", minute, first.price, high, low, last.price, volume, notional, count,
+            first.ts_ns, last.ts_ns,
+            order_key(first.ts_ns, first.trade_id, source_rank, first.seq),
+            order_key(last.ts_ns, last.trade_id, source_rank, last.seq),
+        )
+    return partials
 
 
 def bars_from_ticks(ticks: Iterable[Tick], interval: str, source_rank: str = "") -> list[Bar]:
