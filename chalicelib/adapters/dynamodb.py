@@ -6,7 +6,7 @@ Key layout (pk / sk):
     K#<idempotency key> META                     first response to an Idempotency-Key (TTL)
     P#<symbol>        <minute:020>#<source>      1-minute partial aggregate of one source chunk
     B#<symbol>#<iv>   <start:020>                bar of interval iv
-    D                 <symbol>#<minute:020>      dirty 1-minute window, with a token
+    D                 <symbol>#<hour:020>        dirty 1-minute windows of an hour, with a token
     S                 <symbol>                   symbol and its latest bar time
 
 Partials are keyed by their source chunk, so a redelivered message overwrites instead of adding.
@@ -27,6 +27,7 @@ from ..domain.bars import Bar
 from ..domain.errors import TransientError
 
 BATCH_WRITE_LIMIT = 25
+HOUR_NS = 3_600 * 1_000_000_000
 MAX_ATTEMPTS = 10
 
 
@@ -203,13 +204,23 @@ class DynamoStateStore:
         return bars
 
     # -- dirty windows ---------------------------------------------------------------------
+    # One marker item per (symbol, hour) holds the set of dirty minutes and a token. Marking adds
+    # minutes and replaces the token; clearing deletes the item only if the token is still the one
+    # that was read, so a minute marked during an aggregation is never lost (the hour is redone).
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
-        self._batch_write([
-            {"PutRequest": {"Item": {"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{minute:020d}"}, "tok": {"S": token}}}}
-            for symbol, minute in sorted(set(windows))
-        ])
+        by_hour: dict[tuple[str, int], set[int]] = {}
+        for symbol, minute in windows:
+            by_hour.setdefault((symbol, minute - minute % HOUR_NS), set()).add(minute)
+        for (symbol, hour), minutes in sorted(by_hour.items()):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{hour:020d}"}},
+                UpdateExpression="SET tok = :t ADD m :m",
+                ExpressionAttributeValues={":t": {"S": token}, ":m": {"NS": [str(m) for m in sorted(minutes)]}},
+            )
 
     def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[tuple[str, int, str]]:
+        """Dirty minutes as (symbol, minute, token), whole hours at a time, stopping past ``limit``."""
         out: list[tuple[str, int, str]] = []
         if symbols is None:
             queries = [{"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "D"}}}]
@@ -221,24 +232,29 @@ class DynamoStateStore:
             ]
         for query in queries:
             for item in self._query(ConsistentRead=True, **query):
-                symbol, _, minute = item["sk"]["S"].rpartition("#")
-                out.append((symbol, int(minute), item["tok"]["S"]))
+                symbol = item["sk"]["S"].rpartition("#")[0]
+                token = item["tok"]["S"]
+                out.extend((symbol, int(m), token) for m in sorted(item["m"]["NS"], key=int))
                 if len(out) >= limit:
                     return out
         return out
 
     def clear_dirty(self, entries: Iterable[tuple[str, int, str]]) -> int:
-        """Delete dirty markers whose token is unchanged (a newer mark means: aggregate again)."""
-        cleared = 0
+        """Delete the markers read with these tokens unless re-marked since; returns the minutes cleared."""
+        hours: dict[tuple[str, int, str], int] = {}
         for symbol, minute, token in entries:
+            key = (symbol, minute - minute % HOUR_NS, token)
+            hours[key] = hours.get(key, 0) + 1
+        cleared = 0
+        for (symbol, hour, token), minutes in sorted(hours.items()):
             try:
                 self._client.delete_item(
                     TableName=self._table,
-                    Key={"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{minute:020d}"}},
+                    Key={"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{hour:020d}"}},
                     ConditionExpression="tok = :t",
                     ExpressionAttributeValues={":t": {"S": token}},
                 )
-                cleared += 1
+                cleared += minutes
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise

@@ -65,12 +65,15 @@ def test_partials_written_past_the_batch_limit_and_unprocessed_items_retried(
 def test_dirty_markers_clear_only_when_unchanged(provisioned: dict[str, str], settings: Settings,
                                                  session: boto3.session.Session) -> None:
     store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
-    store.mark_dirty([("AAPL", 0), ("AAPL", MINUTE_NS), ("MSFT", 0)], "t1")
+    hour = 60 * MINUTE_NS
+    store.mark_dirty([("AAPL", 0), ("AAPL", MINUTE_NS), ("AAPL", hour), ("MSFT", 0)], "t1")
     seen = store.list_dirty(None, 100)
-    assert {(s, m) for s, m, _ in seen} == {("AAPL", 0), ("AAPL", MINUTE_NS), ("MSFT", 0)}
-    store.mark_dirty([("AAPL", 0)], "t2")  # re-marked while an aggregation was running
-    assert store.clear_dirty(seen) == 2
-    assert [(s, m, t) for s, m, t in store.list_dirty(["AAPL"], 100)] == [("AAPL", 0, "t2")]
+    assert {(s, m) for s, m, _ in seen} == {("AAPL", 0), ("AAPL", MINUTE_NS), ("AAPL", hour), ("MSFT", 0)}
+    store.mark_dirty([("AAPL", 2 * MINUTE_NS)], "t2")  # marked while an aggregation was running
+    assert store.clear_dirty(seen) == 2  # AAPL's second hour and MSFT; AAPL's first hour must be redone
+    redo = [("AAPL", 0, "t2"), ("AAPL", MINUTE_NS, "t2"), ("AAPL", 2 * MINUTE_NS, "t2")]
+    assert store.list_dirty(["AAPL"], 100) == redo
+    assert store.list_dirty(["MSFT"], 100) == []
 
 
 def test_bars_round_trip_with_revision_and_pagination(provisioned: dict[str, str], settings: Settings,
@@ -94,7 +97,8 @@ def test_idempotency_claim_returns_the_first_record(provisioned: dict[str, str],
 def test_queue_packs_batches_within_sqs_limits(provisioned: dict[str, str], settings: Settings,
                                                session: boto3.session.Session) -> None:
     queue = SqsTickQueue(session.client("sqs"), settings.queue_name)
-    bodies = [json.dumps({"n": i, "pad": "x" * 100_000}) for i in range(5)] + [json.dumps({"n": i}) for i in range(5, 30)]
+    bodies = [json.dumps({"n": i, "pad": "x" * 100_000}) for i in range(5)]
+    bodies += [json.dumps({"n": i}) for i in range(5, 30)]
     requests = queue.send(bodies)
     assert requests >= 4  # 100 kB bodies cannot share a 256 KiB batch more than two at a time
     sqs = session.client("sqs")
@@ -147,4 +151,5 @@ def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, 
     assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
     sqs = session.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=provisioned["queue_url"], AttributeNames=["RedrivePolicy"])
-    assert settings.dead_letter_queue_name in json.loads(attributes["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
+    redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
+    assert settings.dead_letter_queue_name in redrive["deadLetterTargetArn"]
