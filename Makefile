@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINT_VENV ?= .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed
 STAGE ?= dev
 ARGS ?=
 
-.PHONY: run test test-fast bench clean
+.PHONY: run test test-fast bench clean package lint-env policies
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,5 +31,30 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
 
+## package: the stage's CloudFormation/SAM stack in dist/$(STAGE)/ (sam.json + deployment.zip), validated
+## offline (cfn-lint, SAM transform, cfn-lint, checkov); fails on any finding. Also dist/resources-$(STAGE).json,
+## the stateful resources alone, for the `chalice deploy` path.
+package: $(STAMP) $(LINT_STAMP)
+	rm -rf dist/$(STAGE)
+	$(PY) -m infra.build --stage $(STAGE) --merge-template dist/merge-$(STAGE).json \
+		--resources-template dist/resources-$(STAGE).json
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(VENV)/bin/chalice package --stage $(STAGE) \
+		--merge-template dist/merge-$(STAGE).json dist/$(STAGE)/
+	$(LINT_VENV)/bin/python -m infra.validate dist/$(STAGE)/sam.json dist/resources-$(STAGE).json \
+		--report dist/validation-$(STAGE).json
+
+## lint-env: the template validators in their own venv (their pins conflict with .venv's; see requirements-lint.txt)
+lint-env: $(LINT_STAMP)
+
+$(LINT_STAMP): requirements-lint.txt
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-lint.txt
+	touch $(LINT_STAMP)
+
+## policies: regenerate .chalice/policies/ (the IAM policy files of the `chalice deploy` path) after editing
+## config.json or infra/policies.py
+policies: $(STAMP)
+	$(PY) -m infra.build --write-policies
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis dist
+	rm -rf $(VENV) $(LINT_VENV) .pytest_cache .hypothesis dist

@@ -1,5 +1,10 @@
 """Create a stage's resources in the emulator, from the stage's settings and the app's own event sources.
 
+Names come from the stage's settings (config.json); everything else (lifecycle rules, encryption, queue
+attributes and redrive, TTL, point-in-time recovery, deletion protection, tags) from infra/definitions.py,
+the module the cloud template is rendered from, so the local stack and the cloud stack cannot drift. (moto's
+CloudFormation ignores versioning, lifecycle and PITR, hence API calls rather than deploying the template.)
+
 The EventBridge rules use the exact patterns that app.py declares; since moto cannot invoke Lambda,
 their target is a local queue that the driver polls and delivers to the matching handler.
 """
@@ -13,9 +18,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from chalicelib.settings import Settings
-
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600
-MAX_RECEIVE_COUNT = 5
+from infra import definitions
 
 
 def events_queue_name(settings: Settings) -> str:
@@ -31,18 +34,17 @@ def _ignore(codes: tuple[str, ...], call: Any, **kwargs: Any) -> Any:
         return None
 
 
-def _tags(settings: Settings) -> dict[str, str]:
-    return {"Project": "market-data", "Environment": settings.stage}
-
-
-def provision(settings: Settings, event_patterns: dict[str, dict[str, Any]], session: boto3.session.Session) -> dict[str, str]:
+def provision(
+    settings: Settings, event_patterns: dict[str, dict[str, Any]], session: boto3.session.Session
+) -> dict[str, str]:
     """Create (or leave as they are) the bucket, table, queues and rules. Returns names and URLs."""
     region = settings.region
     s3 = session.client("s3", region_name=region)
     ddb = session.client("dynamodb", region_name=region)
     sqs = session.client("sqs", region_name=region)
     events = session.client("events", region_name=region)
-    tags = _tags(settings)
+    tags, visibility_timeout = definitions.emulator_settings(settings.stage)
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
 
     bucket = settings.bucket_name
     _ignore(("BucketAlreadyOwnedByYou", "BucketAlreadyExists"), s3.create_bucket, Bucket=bucket)
@@ -51,37 +53,30 @@ def provision(settings: Settings, event_patterns: dict[str, dict[str, Any]], ses
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
     s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
-        {"ID": "raw-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}], "Expiration": {"Days": 365},
-         "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
-         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}},
-    ]})
-    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
+        "Rules": definitions.lifecycle_rules_api()})
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list})
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
 
+    attribute_definitions, key_schema = definitions.table_key_api()
     _ignore(("ResourceInUseException",), ddb.create_table,
             TableName=settings.table_name,
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=attribute_definitions,
+            KeySchema=key_schema,
             BillingMode="PAY_PER_REQUEST",
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            DeletionProtectionEnabled=settings.stage in definitions.PROTECTED_STAGES,
+            Tags=tag_list)
     ddb.get_waiter("table_exists").wait(TableName=settings.table_name)
     ddb.update_continuous_backups(TableName=settings.table_name,
                                   PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
     _ignore(("ValidationException",), ddb.update_time_to_live, TableName=settings.table_name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": definitions.TTL_ATTRIBUTE})
 
-    def queue(name: str, dlq: str | None) -> str:
-        attributes = {"MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS), "VisibilityTimeout": "60",
-                      "SqsManagedSseEnabled": "true"}
-        if dlq:
-            dlq_url = sqs.create_queue(QueueName=dlq, tags=tags, Attributes={
-                "MessageRetentionPeriod": str(DLQ_RETENTION_SECONDS), "SqsManagedSseEnabled": "true"})["QueueUrl"]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn,
-                                                      "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
+    def queue(name: str, dlq: str) -> str:
+        dlq_url = sqs.create_queue(QueueName=dlq, tags=tags,
+                                   Attributes=definitions.queue_attributes_api(visibility_timeout, None))["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = definitions.queue_attributes_api(visibility_timeout, dlq_arn)
         return sqs.create_queue(QueueName=name, Attributes=attributes, tags=tags)["QueueUrl"]
 
     queue_url = queue(settings.queue_name, settings.dead_letter_queue_name)
@@ -90,7 +85,6 @@ def provision(settings: Settings, event_patterns: dict[str, dict[str, Any]], ses
     events_arn = sqs.get_queue_attributes(QueueUrl=events_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for name, pattern in event_patterns.items():
         rule = f"market-data-{settings.stage}-{name}"
-        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED",
-                        Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED", Tags=tag_list)
         events.put_targets(Rule=rule, Targets=[{"Id": "local-driver", "Arn": events_arn}])
     return {"bucket": bucket, "table": settings.table_name, "queue_url": queue_url, "events_queue_url": events_url}

@@ -1,0 +1,153 @@
+"""What each function may do: the actions its code calls (see chalicelib/adapters and services.py), on the
+resources it touches, and nothing else. Rendered twice from this one table:
+
+- for the packaged stack (infra/template.py): exact ARNs of the stack's own resources;
+- for `chalice deploy` (.chalice/policies/<stage>/<function>.json, which config.json points to): Chalice
+  copies a policy file verbatim, so those ARNs are literal, with the region and account left open.
+
+The only `*` resource is X-Ray's, which has no resource-level permissions. tests/cloud/test_least_privilege.py
+runs every handler on moto and checks that the calls it makes are exactly the data actions granted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .definitions import AGGREGATOR, AGGREGATOR_SCHEDULE, API_HANDLER, INGESTION, PROCESSOR, Stage
+
+# Resource kinds a grant can name.
+TABLE = "table"
+BUCKET = "bucket"
+OBJECTS = "objects"
+QUEUE = "queue"
+EVENT_BUS = "event-bus"
+EVENTS_DLQ = "events-dlq"
+LOG_GROUP = "log-group"
+ANY = "any"
+
+# chalicelib.services.TICKS_PROCESSED and BARS_REVISED; tests check they agree.
+TICKS_PROCESSED = "TicksProcessed"
+BARS_REVISED = "BarsRevised"
+
+
+@dataclass(frozen=True)
+class Grant:
+    sid: str
+    actions: tuple[str, ...]
+    resource: str
+    detail_type: str | None = None  # PutEvents only with the pipeline's source and this detail-type
+
+
+# The bucket is versioned from creation, so every read names a version (the S3 event's version-id, then the
+# one HeadObject returned): HeadObject/GetObject with a VersionId need s3:GetObjectVersion, not s3:GetObject.
+_READ_UPLOADS = Grant("ReadUploads", ("s3:GetObjectVersion",), OBJECTS)
+# "A key's newest version is its truth": ListObjectVersions (IAM: s3:ListBucketVersions, on the bucket).
+_LATEST_VERSION = Grant("FindLatestVersion", ("s3:ListBucketVersions",), BUCKET)
+_QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)
+_AGGREGATE = (
+    Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
+                    "dynamodb:UpdateItem"), TABLE),
+    _LATEST_VERSION,
+    Grant("PublishBarsRevised", ("events:PutEvents",), EVENT_BUS, detail_type=BARS_REVISED),
+)
+
+# Data actions, per function (by Chalice name).
+GRANTS: dict[str, tuple[Grant, ...]] = {
+    # POST /ingest (idempotency record, ingestion metadata, queueing); GET /bars, /symbols; GET
+    # /ingestions/{id} (chunk results, and for a file whether a newer version replaced it).
+    API_HANDLER: (Grant("State", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"), TABLE),
+                  _LATEST_VERSION, _QUEUE_SEND),
+    # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
+    # (GetItem when an event is redelivered), the key's ingestions (UpdateItem ADD), the windows of the
+    # versions it replaces (Query, BatchWriteItem of dirty markers), queueing of the chunks.
+    INGESTION: (
+        _READ_UPLOADS, _LATEST_VERSION,
+        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                        "dynamodb:UpdateItem"), TABLE),
+        _QUEUE_SEND,
+    ),
+    # Ranged reads, partials and dirty markers (BatchWriteItem), chunk results, the TicksProcessed event,
+    # and what the SQS trigger needs to poll the queue on the function's behalf.
+    PROCESSOR: (
+        _READ_UPLOADS,
+        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
+        Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
+        Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
+    ),
+    # Dirty markers, partials and bars (Query), bars (BatchWriteItem put/delete), markers (DeleteItem),
+    # symbols (UpdateItem), whether a file's version still counts (GetItem, ListBucketVersions), and the
+    # BarsRevised event.
+    AGGREGATOR: _AGGREGATE,
+    AGGREGATOR_SCHEDULE: _AGGREGATE,
+}
+
+# Invoked asynchronously (EventBridge) with a dead-letter queue: an S3 event DataIngestion failed to handle
+# is a file never ingested, so it is kept. Lambda writes it with the function's own role, and SAM adds that
+# permission only to roles it creates itself. (The aggregator's events are hints, see infra/template.py.)
+DEAD_LETTER_FUNCTIONS = (INGESTION,)
+_DEAD_LETTER = Grant("DeadLetter", ("sqs:SendMessage",), EVENTS_DLQ)
+_TRACING = Grant("Tracing", ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), ANY)
+
+
+def grants(function: str, packaged: bool) -> tuple[Grant, ...]:
+    """Every grant of one function: its data actions, logging, tracing and (packaged) its dead letters."""
+    log_actions: tuple[str, ...] = ("logs:CreateLogStream", "logs:PutLogEvents")
+    if not packaged:
+        # `chalice deploy` creates the log group itself, but not necessarily before the first invocation.
+        log_actions = ("logs:CreateLogGroup", *log_actions)
+    extra = (_DEAD_LETTER,) if packaged and function in DEAD_LETTER_FUNCTIONS else ()
+    return (*GRANTS[function], *extra, Grant("Logs", log_actions, LOG_GROUP), _TRACING)
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _statement(grant: Grant, resource: Any, stage: Stage) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Sid": grant.sid, "Effect": "Allow", "Action": list(grant.actions),
+                                 "Resource": resource}
+    if grant.detail_type:
+        statement["Condition"] = {"StringEquals": {"events:source": [stage.event_source],
+                                                   "events:detail-type": [grant.detail_type]}}
+    return statement
+
+
+def event_bus_name(stage: Stage) -> str:
+    return stage.environment.get("EVENT_BUS_NAME") or "default"
+
+
+def packaged_policy(stage: Stage, function: str, refs: dict[str, str]) -> dict[str, Any]:
+    """The policy for the packaged stack. refs maps resource kinds to the stack's logical IDs
+    (TABLE, BUCKET, QUEUE, EVENTS_DLQ, LOG_GROUP)."""
+    resources = {
+        TABLE: {"Fn::GetAtt": [refs[TABLE], "Arn"]},
+        BUCKET: {"Fn::GetAtt": [refs[BUCKET], "Arn"]},
+        OBJECTS: {"Fn::Sub": f"${{{refs[BUCKET]}.Arn}}/*"},
+        QUEUE: {"Fn::GetAtt": [refs[QUEUE], "Arn"]},
+        EVENTS_DLQ: {"Fn::GetAtt": [refs[EVENTS_DLQ], "Arn"]},
+        LOG_GROUP: {"Fn::GetAtt": [refs[LOG_GROUP], "Arn"]},
+        EVENT_BUS: {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/"
+                               + event_bus_name(stage)},
+        ANY: "*",
+    }
+    return _document([_statement(g, resources[g.resource], stage) for g in grants(function, packaged=True)])
+
+
+def chalice_deploy_policy(stage: Stage, function: str) -> dict[str, Any]:
+    """The policy file for `chalice deploy`: literal ARNs, any region and account (Chalice cannot fill them in)."""
+    resources = {
+        TABLE: f"arn:aws:dynamodb:*:*:table/{stage.table_name}",
+        BUCKET: f"arn:aws:s3:::{stage.bucket_name}",
+        OBJECTS: f"arn:aws:s3:::{stage.bucket_name}/*",
+        QUEUE: f"arn:aws:sqs:*:*:{stage.queue_name}",
+        EVENT_BUS: f"arn:aws:events:*:*:event-bus/{event_bus_name(stage)}",
+        LOG_GROUP: f"arn:aws:logs:*:*:log-group:/aws/lambda/{stage.chalice_function_name(function)}:*",
+        ANY: "*",
+    }
+    return _document([_statement(g, resources[g.resource], stage) for g in grants(function, packaged=False)])
+
+
+def policy_file(stage: Stage, function: str) -> str:
+    """Where config.json should point iam_policy_file (relative to .chalice/)."""
+    return f"policies/{stage.name}/{function}.json"
