@@ -1,0 +1,250 @@
+"""Fault injection for the whole pipeline, in-process on moto.
+
+Two parts:
+
+- ``FaultInjector`` sits between every AWS client the handlers build and the emulator (a wrapper around
+  botocore's ``BaseClient._make_api_call``, active only while a handler runs): with a seeded RNG it
+  throttles a share of DynamoDB, SQS, S3 and EventBridge calls (as if botocore's own retries ran out),
+  makes ``BatchWriteItem`` leave part of a batch unprocessed, and can crash an invocation half-way,
+  after some of its writes and before others.
+- ``Delivery`` plays Lambda's part: it polls the processing queue like an event source mapping, can
+  deliver every message twice and shuffle batches, deletes only what succeeded, lets SQS's redrive
+  policy move poison messages to the dead-letter queue, and hands EventBridge events (from the rules'
+  local target queue) and the schedule to the same Chalice handlers as the local runner does.
+
+Nothing here changes what the handlers do; it only changes what the outside world does to them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import botocore.client
+from botocore.exceptions import ClientError
+
+THROTTLE_CODES = {
+    "dynamodb": "ProvisionedThroughputExceededException",
+    "sqs": "RequestThrottled",
+    "s3": "SlowDown",
+    "events": "ThrottlingException",
+}
+WRITE_OPERATIONS = {"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "SendMessageBatch", "PutEvents"}
+
+
+class InjectedCrash(Exception):
+    """The invocation died here (out of memory, timeout, a bug): nothing after this point ran."""
+
+
+@dataclass
+class FaultPlan:
+    """What to break. Rates are per call, drawn from one seeded RNG."""
+
+    seed: int = 7
+    throttle_rate: float = 0.0
+    unprocessed_rate: float = 0.0
+    crash_after_writes: int | None = None  # crash an invocation after this many successful writes...
+    crash_invocations: int = 0  # ...this many times (invocations that write less are left alone)
+
+
+@dataclass
+class FaultInjector:
+    plan: FaultPlan
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.plan.seed)
+        self._active = threading.local()
+        self._original = botocore.client.BaseClient._make_api_call
+        self._crashes_left = self.plan.crash_invocations
+
+    @contextmanager
+    def installed(self) -> Iterator[FaultInjector]:
+        injector = self
+        original = self._original
+
+        def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            return injector._call(original, client, operation, params)
+
+        botocore.client.BaseClient._make_api_call = call  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+
+    @contextmanager
+    def invocation(self) -> Iterator[None]:
+        """Faults apply only to calls made by a handler, not to the delivery machinery around it."""
+        self._active.on = True
+        self._active.writes = 0
+        self._active.crash_at = None
+        if self.plan.crash_after_writes is not None and self._crashes_left > 0:
+            self._active.crash_at = self.plan.crash_after_writes
+        try:
+            yield
+        finally:
+            self._active.on = False
+
+    def _call(self, original: Callable[..., Any], client: Any, operation: str, params: dict[str, Any]) -> Any:
+        if not getattr(self._active, "on", False):
+            return original(client, operation, params)
+        service = client.meta.service_model.service_name
+        if operation in WRITE_OPERATIONS:
+            crash_at = self._active.crash_at
+            if crash_at is not None and self._active.writes >= crash_at and self._crashes_left > 0:
+                self._active.crash_at = None
+                self._crashes_left -= 1
+                self.counts["crash"] += 1
+                raise InjectedCrash(f"crashed before {service}.{operation}")
+        if service in THROTTLE_CODES and self._rng.random() < self.plan.throttle_rate:
+            self.counts[f"throttle:{service}"] += 1
+            raise ClientError({"Error": {"Code": THROTTLE_CODES[service], "Message": "injected"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+        if operation == "BatchWriteItem" and self._rng.random() < self.plan.unprocessed_rate:
+            (table, requests), = params["RequestItems"].items()
+            if len(requests) > 1:
+                cut = self._rng.randint(1, len(requests) - 1)
+                original(client, operation, {**params, "RequestItems": {table: requests[:cut]}})
+                self.counts["unprocessed_items"] += len(requests) - cut
+                self._active.writes += 1
+                return {"UnprocessedItems": {table: requests[cut:]}}
+        result = original(client, operation, params)
+        if operation in WRITE_OPERATIONS:
+            self._active.writes += 1
+        return result
+
+
+@dataclass
+class Delivery:
+    """Lambda's triggers, with at-least-once and out-of-order delivery made explicit."""
+
+    app_module: Any
+    queue_url: str
+    dlq_url: str
+    events_queue_url: str
+    injector: FaultInjector
+    report_batch_item_failures: bool
+    duplicate: bool = False
+    shuffle_seed: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        import boto3
+
+        self._sqs = boto3.client("sqs")
+        self._rng = random.Random(self.shuffle_seed)
+
+    def _receive(self, url: str, count: int = 10) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self._sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=count, VisibilityTimeout=30, AttributeNames=["All"]
+        ).get("Messages", [])
+        return messages
+
+    def _invoke(self, name: str, event: dict[str, Any]) -> Any:
+        with self.injector.invocation():
+            return getattr(self.app_module, name)(event, None)
+
+    def process_once(self) -> int:
+        """One event-source-mapping poll of the processing queue."""
+        messages = self._receive(self.queue_url)
+        if not messages:
+            return 0
+        if self.shuffle_seed is not None:
+            self._rng.shuffle(messages)
+        event = {"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "eventSource": "aws:sqs",
+            "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
+        } for m in messages]}
+        rounds = 2 if self.duplicate else 1
+        failed: set[str] = set()
+        for _ in range(rounds):  # a duplicate delivery: the same batch again before it was deleted
+            self.counts["invocations"] += 1
+            self.counts["messages_delivered"] += len(messages)
+            try:
+                result = self._invoke("process_ticks", event)
+            except Exception:
+                self.counts["failed_invocations"] += 1
+                failed = {m["MessageId"] for m in messages}
+                continue
+            failed = set()
+            if self.report_batch_item_failures and isinstance(result, dict):
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        self.counts["messages_redelivered"] += len(retry) + (len(messages) if self.duplicate else 0)
+        if done:
+            self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+        if retry:
+            self._sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for i, m in enumerate(retry)])
+        return len(messages)
+
+    def events_once(self) -> int:
+        """Deliver EventBridge events from the rules' target queue to the handler they are for."""
+        messages = self._receive(self.events_queue_url)
+        for message in messages:
+            event = json.loads(message["Body"])
+            event.setdefault("account", "123456789012")
+            event.setdefault("id", str(uuid.uuid4()))
+            event.setdefault("region", "us-east-1")
+            event.setdefault("resources", [])
+            event.setdefault("version", "0")
+            handler = {"aws.s3": "ingest_object"}.get(event["source"])
+            if handler is None:
+                handler = "aggregate_on_event" if event["detail-type"] == "TicksProcessed" else None
+            try:
+                if handler is not None:
+                    self._invoke(handler, event)
+                    if self.duplicate:
+                        self._invoke(handler, event)
+                self._sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+            except Exception:
+                self.counts["failed_event_invocations"] += 1
+                self._sqs.change_message_visibility(QueueUrl=self.events_queue_url,
+                                                    ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+        return len(messages)
+
+    def schedule(self) -> None:
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+                 "resources": [], "detail": {}}
+        try:
+            self._invoke("aggregate_on_schedule", event)
+        except Exception:
+            self.counts["failed_schedule_invocations"] += 1
+
+    def run_until_quiet(self, max_rounds: int = 500) -> None:
+        """Deliver until every queue is empty and a scheduled aggregation finds nothing left to do."""
+        for _ in range(max_rounds):
+            moved = self.process_once() + self.events_once()
+            if moved:
+                continue
+            self.schedule()
+            if not self.events_once() and not self.process_once() and self._dirty_left() == 0:
+                return
+        raise AssertionError(f"the pipeline did not settle in {max_rounds} rounds: {dict(self.counts)}")
+
+    def _dirty_left(self) -> int:
+        from chalicelib.bootstrap import pipeline
+
+        return len(pipeline().store.list_dirty(None, 10))
+
+    def dead_letters(self) -> list[str]:
+        bodies = []
+        while True:
+            messages = self._receive(self.dlq_url)
+            if not messages:
+                return bodies
+            bodies += [m["Body"] for m in messages]
+            self._sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
