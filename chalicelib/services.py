@@ -231,8 +231,12 @@ class Pipeline:
         return parsed
 
     # ------------------------------------------------------------------ ingest: S3 object
-    def ingest_object(self, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
-        """Plan the ingestion of one object version: scan it once, queue line-aligned chunks."""
+    def ingest_object(self, bucket: str, key: str, version_id: str | None, force: bool = False) -> dict[str, Any]:
+        """Plan the ingestion of one object version: scan it once, queue line-aligned chunks.
+
+        A version ingested already is skipped (``duplicate``) unless ``force``: then it is queued again
+        under the same id and receipt time, so its chunks overwrite their partials instead of adding to them.
+        """
         info = self.objects.head(bucket, key, version_id)
         version = info.version_id if info.version_id not in (None, "null") else None
         ingestion_id = self.object_ingestion_id(bucket, key, version or info.etag)
@@ -244,11 +248,15 @@ class Pipeline:
         }
         existing = self.store.create_ingestion(ingestion_id, doc)
         if existing is not None:
-            if existing.get("status") != "scanning":
+            if existing.get("status") == "scanning":
+                doc = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
+            elif force:
+                doc["received_ns"] = existing["received_ns"]  # same ranks as the first run: chunks overwrite
+                logger.info("object ingested again (forced)", extra={"ingestion_id": ingestion_id, "object_key": key})
+            else:
                 logger.info("object already ingested", extra={"ingestion_id": ingestion_id, "object_key": key})
                 self.metric("DuplicateObjects", 1)
                 return {"ingestion_id": ingestion_id, "duplicate": True, "status": existing.get("status")}
-            doc = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
             received_ns = doc["received_ns"]
         log_extra = {"ingestion_id": ingestion_id, "object_key": key}
         if version is not None and self.objects.latest_version(bucket, key) not in (None, version):
@@ -405,14 +413,17 @@ class Pipeline:
         changes: dict[str, list[int]] = {}
         ingestions: set[str] = set()
         for message_id, body in messages:
-            try:
-                message = QUEUE_MESSAGE.validate_json(body)
-                windows, accepted, rejected = self._process_message(message)
-            except Exception:
-                logger.exception("message failed", extra={"message_id": message_id})
-                outcome.failed_message_ids.append(message_id)
-                self.metric("MessagesFailed", 1)
-                continue
+            with logger.append_context_keys(message_id=message_id):
+                try:
+                    message = QUEUE_MESSAGE.validate_json(body)
+                    with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
+                        windows, accepted, rejected = self._process_message(message)
+                except Exception:
+                    # The payload is not logged: only where it came from.
+                    logger.exception("message failed")
+                    outcome.failed_message_ids.append(message_id)
+                    self.metric("MessagesFailed", 1)
+                    continue
             ingestions.add(message.ingestion_id)
             outcome.ticks += accepted
             outcome.rejected += rejected
