@@ -60,18 +60,17 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
                   _LATEST_VERSION, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
     # (GetItem when an event is redelivered), the key's ingestions (UpdateItem ADD), the windows of the
-    # versions it replaces (Query, BatchWriteItem of dirty markers), queueing of the chunks.
+    # versions it replaces (Query, UpdateItem of dirty markers), queueing of the chunks.
     INGESTION: (
         _READ_UPLOADS, _LATEST_VERSION,
-        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
-                        "dynamodb:UpdateItem"), TABLE),
+        Grant("State", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
         _QUEUE_SEND,
     ),
-    # Ranged reads, partials and dirty markers (BatchWriteItem), chunk results, the TicksProcessed event,
-    # and what the SQS trigger needs to poll the queue on the function's behalf.
+    # Ranged reads, partials (BatchWriteItem), dirty markers (UpdateItem), chunk results, the
+    # TicksProcessed event, and what the SQS trigger needs to poll the queue on the function's behalf.
     PROCESSOR: (
         _READ_UPLOADS,
-        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
+        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), TABLE),
         Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
         Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
     ),
