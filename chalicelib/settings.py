@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+# Variables naming one stage's resources; from_env derives them from STAGE when they are not set.
+STAGE_RESOURCE_VARIABLES = ("TABLE_NAME", "BUCKET_NAME", "QUEUE_NAME", "DLQ_NAME")
+
 
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
@@ -62,7 +65,24 @@ class Settings:
             max_windows_per_run=int(env.get("MAX_WINDOWS_PER_RUN", d.max_windows_per_run)),
         )
 
+    @classmethod
+    def for_stage(cls, stage: str | None, env: Mapping[str, str]) -> Settings:
+        """Settings of ``stage`` (None: env STAGE, else dev), for tools that act on a stage from outside it.
+
+        Resource names that ``env`` sets for another stage are dropped, so a shell that still carries one
+        stage's variables cannot point a command for another stage at the wrong table or queue.
+        """
+        if stage is None or stage == env.get("STAGE", "dev"):
+            return cls.from_env(env)
+        kept = {k: v for k, v in env.items() if k not in STAGE_RESOURCE_VARIABLES}
+        return cls.from_env({**kept, "STAGE": stage})
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings.from_env(os.environ)
+
+
+def stage_settings(stage: str | None = None) -> Settings:
+    """Settings of a stage named on a command line (see Settings.for_stage), read from this environment."""
+    return Settings.for_stage(stage, os.environ)

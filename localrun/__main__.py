@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .stage import PROJECT_ROOT, stage_environment
+from .stage import LOCAL_CREDENTIALS, PROJECT_ROOT, stage_environment
+
+TRUE_VALUES = ("1", "true", "yes", "on")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
@@ -45,6 +54,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="period of the scheduled aggregator (env SCHEDULE_SECONDS, default 300)")
     parser.add_argument("--processor-threads", type=int, default=int(env.get("PROCESSOR_THREADS", "2")),
                         help="concurrent processor invocations (env PROCESSOR_THREADS, default 2)")
+    parser.add_argument("--require-sigv4", action="store_true",
+                        default=env.get("REQUIRE_SIGV4", "").strip().lower() in TRUE_VALUES,
+                        help="require AWS SigV4 (service execute-api, the emulator's credentials) on every API "
+                             "request, as API Gateway's IAM authorization does (env REQUIRE_SIGV4=1)")
     return parser.parse_args(argv)
 
 
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     driver = None
+    proxy = None
     try:
         moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", args.host, "-p", str(args.emulator_port)],
@@ -88,33 +102,52 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(s, CloudWatchEventConfig)}
         names = provision(settings, patterns, session)
 
+        # With --require-sigv4, chalice local (which ignores IAM authorizers) moves to an internal port and
+        # a verifying proxy takes the API port.
+        chalice_port = _free_port(args.host) if args.require_sigv4 else args.api_port
         chalice = subprocess.Popen(
-            [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(args.api_port),
+            [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(chalice_port),
              "--stage", args.stage, "--no-autoreload"],
             cwd=PROJECT_ROOT, env=os.environ.copy(),
         )
         processes.append(chalice)
-        _wait_http(f"{api_url}/symbols", chalice, "chalice local")
+        _wait_http(f"http://{args.host}:{chalice_port}/symbols", chalice, "chalice local")
+        if args.require_sigv4:
+            from .sigv4_proxy import Secret, start_proxy
+
+            keys = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: Secret(LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                                                                   LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"])}
+            proxy = start_proxy(args.host, args.api_port, (args.host, chalice_port), keys, settings.region)
 
         driver = Driver(app_module, session, settings.region, names["queue_url"], names["events_queue_url"],
                         settings.report_batch_item_failures, args.schedule_seconds, args.processor_threads)
         driver.start()
         bucket = settings.bucket_name
+        key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        if args.require_sigv4:
+            curl = f"awscurl --service execute-api --region {settings.region} --access_key {key} --secret_key {secret}"
+            auth = (f"\n  API auth        AWS SigV4 required (service execute-api, region {settings.region}, "
+                    f"access key {key}, secret {secret});\n"
+                    f"                  unsigned or wrongly signed requests get 403, as with API Gateway IAM auth")
+        else:
+            curl, auth = "curl", ""
         print(f"""
 Market-data pipeline running locally (stage {args.stage})
-  REST API        {api_url}
+  REST API        {api_url}{auth}
   AWS emulator    {endpoint}
   bucket          {bucket}
   table           {settings.table_name}
   schedule        aggregator every {args.schedule_seconds:g}s (and on every TicksProcessed event)
 
 Try:
-  curl -X POST {api_url}/ingest -H 'Content-Type: application/json' \\
+  {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' \\
        -d '{{"symbol":"AAPL","price":150.25,"volume":1000000}}'
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \\
        aws s3 cp trades.csv s3://{bucket}/incoming/trades.csv --endpoint-url {endpoint}
-  curl '{api_url}/bars?symbol=AAPL&interval=1m'
-  curl '{api_url}/symbols'
+  {curl} '{api_url}/bars?symbol=AAPL&interval=1m'
+  {curl} '{api_url}/symbols'
+  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
+       python -m chalicelib.cli --stage {args.stage} dlq list      (operator commands: --help)
 
 Ctrl-C stops everything.
 """, flush=True)
@@ -125,6 +158,8 @@ Ctrl-C stops everything.
                     stop.set()
         return 0
     finally:
+        if proxy is not None:
+            proxy.stop()
         if driver is not None:
             driver.stop()
         for process in reversed(processes):

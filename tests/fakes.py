@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.domain.bars import Bar
-from chalicelib.ports import ObjectInfo
+from chalicelib.ports import DeadLetter, ListedObject, ObjectInfo
 
 SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -85,6 +85,9 @@ class MemoryStateStore:
     def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
         keys = sorted(k for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute)
         return [(k[2], self.partials[k]) for k in keys]
+
+    def list_partial_minutes(self, symbol: str, first_minute: int, last_minute: int) -> list[int]:
+        return sorted({k[1] for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute})
 
     def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
         ids = self.object_ingestions.setdefault((bucket, key), set())
@@ -182,6 +185,52 @@ class MemoryQueue:
         return out
 
 
+class MemoryDeadLetterQueue:
+    """A dead-letter queue: a received message stays hidden until released or deleted (holds never expire)."""
+
+    def __init__(self, now: Callable[[], int] = time.time_ns) -> None:
+        self._now = now
+        self._next_id = 0
+        # message id -> (body, receive count, sent_ns); dict order is arrival order, as SQS roughly is
+        self.messages: dict[str, tuple[str, int, int]] = {}
+        self.hidden: dict[str, str] = {}  # message id -> receipt of the receive that hides it
+
+    def put(self, body: str) -> str:
+        self._next_id += 1
+        message_id = f"dl-{self._next_id}"
+        self.messages[message_id] = (body, 0, self._now())
+        return message_id
+
+    def receive(self, max_messages: int, hold_seconds: int) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        for message_id, (body, count, sent_ns) in list(self.messages.items()):
+            if len(out) >= max_messages:
+                break
+            if message_id in self.hidden:
+                continue
+            self.messages[message_id] = (body, count + 1, sent_ns)
+            receipt = f"{message_id}#{count + 1}"
+            self.hidden[message_id] = receipt
+            out.append(DeadLetter(message_id, body, count + 1, sent_ns, receipt))
+        return out
+
+    def release(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            if self.hidden.get(letter.message_id) == letter.receipt:
+                del self.hidden[letter.message_id]
+
+    def delete(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            self.messages.pop(letter.message_id, None)
+            self.hidden.pop(letter.message_id, None)
+
+    def approximate_depth(self) -> int:
+        return len(self.messages) - len(self.hidden)
+
+    def bodies(self) -> list[str]:
+        return [body for body, _, _ in self.messages.values()]
+
+
 class MemoryEvents:
     """An event bus that keeps what was published."""
 
@@ -195,9 +244,11 @@ class MemoryEvents:
 class MemoryObjects:
     """A versioned S3 bucket set: bytes per (bucket, key, version), read the way S3ObjectStore reads."""
 
-    def __init__(self, block_size: int = 1024 * 1024) -> None:
+    def __init__(self, block_size: int = 1024 * 1024, now: Callable[[], int] = time.time_ns) -> None:
         self.block_size = block_size
+        self._now = now
         self._objects: dict[tuple[str, str], list[tuple[str, bytes, str | None, dict[str, str]]]] = {}
+        self._modified: dict[tuple[str, str, str], int] = {}
         self._counter = 0
 
     def put(
@@ -209,6 +260,7 @@ class MemoryObjects:
         version = f"v{self._counter}"
         meta = {k.lower(): v for k, v in (metadata or {}).items()}
         self._objects.setdefault((bucket, key), []).append((version, bytes(data), content_type, meta))
+        self._modified[(bucket, key, version)] = self._now()
         return version
 
     def _get(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bytes, str | None, dict[str, str]]:
@@ -243,3 +295,11 @@ class MemoryObjects:
     def latest_version(self, bucket: str, key: str) -> str | None:
         versions = self._objects.get((bucket, key))
         return versions[-1][0] if versions else None
+
+    def current_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
+        """The newest version of each key under ``prefix``, in key order (what S3ObjectLister lists)."""
+        for (b, key), versions in sorted(self._objects.items()):
+            if b == bucket and key.startswith(prefix) and versions:
+                version, data, _, _ = versions[-1]
+                yield ListedObject(key, version, len(data), self._modified[(bucket, key, version)],
+                                   hashlib.md5(data).hexdigest())

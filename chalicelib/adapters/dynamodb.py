@@ -203,6 +203,22 @@ class DynamoStateStore:
             bars.append((sort_key[21:], _bar_from_item(item, symbol, "1m", int(sort_key[:20]))))
         return bars
 
+    def list_partial_minutes(self, symbol: str, first_minute: int, last_minute: int) -> list[int]:
+        """The minutes in [first, last] that hold at least one partial of ``symbol`` (keys only are read)."""
+        minutes: set[int] = set()
+        for item in self._query(
+            KeyConditionExpression="pk = :pk AND #sk BETWEEN :lo AND :hi",
+            ExpressionAttributeNames={"#sk": "sk"},
+            ExpressionAttributeValues={
+                ":pk": {"S": f"P#{symbol}"}, ":lo": {"S": f"{first_minute:020d}"},
+                ":hi": {"S": f"{last_minute:020d}~"},
+            },
+            ProjectionExpression="#sk",
+            ConsistentRead=True,
+        ):
+            minutes.add(int(item["sk"]["S"][:20]))
+        return sorted(minutes)
+
     # -- dirty windows ---------------------------------------------------------------------
     # One marker item per (symbol, hour) holds the set of dirty minutes and a token. Marking adds
     # minutes and replaces the token; clearing deletes the item only if the token is still the one

@@ -213,15 +213,20 @@ def stop_local_stack(process: subprocess.Popen) -> None:
 
 def start_local_stack(log_path: Path, schedule_seconds: float = SCHEDULE_SECONDS,
                       extra_env: dict[str, str] | None = None,
-                      timeout: float = STARTUP_TIMEOUT_S) -> LocalStack:
-    """Start `python -m localrun` on free ports and wait until the API answers and the driver runs."""
+                      timeout: float = STARTUP_TIMEOUT_S, extra_args: tuple[str, ...] = (),
+                      ready_statuses: tuple[int, ...] = (200,)) -> LocalStack:
+    """Start `python -m localrun` on free ports and wait until the API answers and the driver runs.
+
+    ``extra_args`` go to localrun's command line; GET /symbols answering one of ``ready_statuses`` means
+    ready (e.g. 403 as well with --require-sigv4, where the harness's unsigned request is refused).
+    """
     emulator_port, api_port = free_port(), free_port()
     while api_port == emulator_port:
         api_port = free_port()
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it for the whole session
     process = subprocess.Popen(
         [sys.executable, "-m", "localrun", "--emulator-port", str(emulator_port), "--api-port", str(api_port),
-         "--schedule-seconds", str(schedule_seconds)],
+         "--schedule-seconds", str(schedule_seconds), *extra_args],
         cwd=REPO_ROOT, env=child_environment(extra_env), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -234,7 +239,7 @@ def start_local_stack(log_path: Path, schedule_seconds: float = SCHEDULE_SECONDS
             raise RuntimeError(f"localrun exited with code {process.returncode} while starting:\n{stack.log_tail()}")
         if READY_BANNER in stack.log_tail(100_000):
             try:
-                if stack.get("/symbols").status == 200:
+                if stack.get("/symbols").status in ready_statuses:
                     return stack
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass

@@ -1,0 +1,277 @@
+"""Operator use cases: an ingestion's status, the dead-letter queue (look, redrive), replaying S3 objects and
+recomputing a symbol's bars. Like services.Pipeline, every dependency is passed in; cli.py is the entry point.
+
+Each use case returns one JSON-ready dict. Those that change state preview unless ``confirm`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .domain.bars import MINUTE_NS
+from .domain.errors import InvalidQuery, NotFound, PipelineError
+from .domain.ticks import FieldError, parse_symbol
+from .domain.timefmt import TimestampError, format_ns, parse_timestamp
+from .observability import logger
+from .ports import DeadLetter, DeadLetterQueue, ListedObject, ObjectLister
+from .schemas import QUEUE_MESSAGE
+from .services import Pipeline
+
+DEFAULT_MAX = 10
+MAX_MESSAGES = 1000
+MAX_OBJECTS = 10_000
+# How long looked-at dead letters stay hidden from other consumers if this process dies before releasing them.
+PREVIEW_HOLD_SECONDS = 60
+REDRIVE_HOLD_SECONDS = 60
+REDRIVE_ROUND = 10
+END_OF_TIME_NS = 10**19
+_SHOWN_CHARS = 100
+
+
+class OperationIncomplete(PipelineError):
+    """An operation stopped part-way; ``result`` tells what it did before."""
+
+    code = "OperationIncomplete"
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _SHOWN_CHARS:
+        return value[:_SHOWN_CHARS] + "..."
+    return value if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+
+
+def summarize_body(body: str) -> dict[str, Any]:
+    """What a queue message is about (kind, ingestion, chunk, sizes), never the ticks or text it carries,
+    and whether the processor would accept its shape (a message that fails this fails again if redriven)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {"kind": None, "valid": False, "problem": "not JSON", "preview": _short(body[:60])}
+    if not isinstance(doc, dict):
+        return {"kind": None, "valid": False, "problem": f"not a JSON object ({type(doc).__name__})"}
+    summary: dict[str, Any] = {"kind": _short(doc.get("kind")), "ingestion_id": _short(doc.get("ingestion_id")),
+                               "chunk": _short(doc.get("chunk"))}
+    if isinstance(doc.get("ticks"), list):
+        summary["ticks"] = len(doc["ticks"])
+    if isinstance(doc.get("text"), str):
+        summary["text_chars"] = len(doc["text"])
+    if "key" in doc:
+        summary["object"] = _short(f"s3://{doc.get('bucket')}/{doc.get('key')}")
+        if doc.get("version_id"):
+            summary["version_id"] = _short(doc["version_id"])
+    if "start" in doc and "end" in doc:
+        summary["bytes"] = [_short(doc["start"]), _short(doc["end"])]
+    try:
+        QUEUE_MESSAGE.validate_python(doc)
+        summary["valid"] = True
+    except ValidationError as exc:
+        # loc and msg only: pydantic's input_value could be the very ticks this must not print.
+        first = exc.errors()[0]
+        summary["valid"] = False
+        summary["problem"] = f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}"
+    return summary
+
+
+def describe_letter(letter: DeadLetter) -> dict[str, Any]:
+    return {
+        "message_id": letter.message_id,
+        "receive_count": letter.receive_count,
+        "sent_at": None if letter.sent_ns is None else format_ns(letter.sent_ns),
+        "size": len(letter.body.encode()),
+        "body": summarize_body(letter.body),
+    }
+
+
+def _instant(option: str, raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_timestamp(raw)
+    except TimestampError as exc:
+        raise InvalidQuery(f"{option} {exc}") from None
+
+
+def _count(option: str, value: int, limit: int) -> int:
+    if not 1 <= value <= limit:
+        raise InvalidQuery(f"{option} must be between 1 and {limit}, got {value}")
+    return value
+
+
+@dataclass
+class Operations:
+    pipeline: Pipeline
+    dead_letters: DeadLetterQueue
+    listing: ObjectLister
+
+    # ------------------------------------------------------------------ status
+    def status(self, ingestion_id: str) -> dict[str, Any]:
+        """What GET /ingestions/{id} answers."""
+        return self.pipeline.ingestion_status(ingestion_id)
+
+    # ------------------------------------------------------------------ dead-letter queue
+    def dlq_list(self, max_messages: int = DEFAULT_MAX) -> dict[str, Any]:
+        """Show up to ``max_messages`` dead letters and leave them in the queue."""
+        _count("--max", max_messages, MAX_MESSAGES)
+        letters = self.dead_letters.receive(max_messages, PREVIEW_HOLD_SECONDS)
+        try:
+            shown = [describe_letter(letter) for letter in letters]
+        finally:
+            self.dead_letters.release(letters)
+        settings = self.pipeline.settings
+        return {
+            "queue": settings.dead_letter_queue_name, "approximate_depth": self.dead_letters.approximate_depth(),
+            "shown": len(shown), "messages": shown,
+        }
+
+    def dlq_redrive(self, max_messages: int = DEFAULT_MAX, confirm: bool = False) -> dict[str, Any]:
+        """Move up to ``max_messages`` dead letters back to the processing queue (a preview unless ``confirm``).
+
+        Each round sends before it deletes: a failure in between leaves a message in both queues, never in
+        none, and processing a message twice overwrites rather than adds.
+        """
+        _count("--max", max_messages, MAX_MESSAGES)
+        settings = self.pipeline.settings
+        route = {"from": settings.dead_letter_queue_name, "to": settings.queue_name}
+        if not confirm:
+            preview = self.dlq_list(max_messages)
+            return {"dry_run": True, **route, "would_move": preview["shown"],
+                    "approximate_depth": preview["approximate_depth"], "messages": preview["messages"],
+                    "confirm": f"nothing was moved; run again with --yes to move {preview['shown']} message(s)"}
+        moved: list[dict[str, Any]] = []
+        while len(moved) < max_messages:
+            letters = self.dead_letters.receive(min(REDRIVE_ROUND, max_messages - len(moved)), REDRIVE_HOLD_SECONDS)
+            if not letters:
+                break
+            result = {"dry_run": False, **route, "moved": len(moved), "messages": moved}
+            try:
+                self.pipeline.queue.send([letter.body for letter in letters])
+            except Exception as exc:
+                self.dead_letters.release(letters)
+                raise OperationIncomplete(
+                    f"moved {len(moved)} message(s), then could not send the next {len(letters)}: {exc}", result
+                ) from exc
+            try:
+                self.dead_letters.delete(letters)
+            except Exception as exc:
+                raise OperationIncomplete(
+                    f"moved {len(moved)} message(s); the next {len(letters)} were sent but not deleted from the "
+                    f"dead-letter queue, so they are in both queues (processing twice is harmless): {exc}", result
+                ) from exc
+            moved.extend(describe_letter(letter) for letter in letters)
+            logger.info("dead letters redriven", extra={"count": len(letters), **route})
+        return {"dry_run": False, **route, "moved": len(moved),
+                "approximate_depth": self.dead_letters.approximate_depth(), "messages": moved}
+
+    # ------------------------------------------------------------------ replay
+    def replay(
+        self, prefix: str, since: str | None = None, until: str | None = None,
+        max_objects: int = DEFAULT_MAX, confirm: bool = False,
+    ) -> dict[str, Any]:
+        """Ingest again the current version of the objects under ``prefix`` whose LastModified is in
+        [since, until), as the S3 trigger would, even those ingested already (a preview unless ``confirm``)."""
+        _count("--max", max_objects, MAX_OBJECTS)
+        since_ns, until_ns = _instant("--since", since), _instant("--until", until)
+        if since_ns is not None and until_ns is not None and until_ns <= since_ns:
+            raise InvalidQuery("--until must be after --since")
+        bucket = self.pipeline.settings.bucket_name
+        selected: list[ListedObject] = []
+        more = False
+        for obj in self.listing.current_objects(bucket, prefix):
+            if obj.key.endswith("/"):
+                continue  # a console "folder", not data
+            if since_ns is not None and obj.last_modified_ns < since_ns:
+                continue
+            if until_ns is not None and obj.last_modified_ns >= until_ns:
+                continue
+            if len(selected) == max_objects:
+                more = True
+                break
+            selected.append(obj)
+        base: dict[str, Any] = {
+            "bucket": bucket, "prefix": prefix,
+            "since": None if since_ns is None else format_ns(since_ns),
+            "until": None if until_ns is None else format_ns(until_ns),
+            "selected": len(selected), "more_beyond_max": more,
+        }
+        if not confirm:
+            return {**base, "dry_run": True, "objects": [self._describe_object(bucket, o) for o in selected],
+                    "confirm": f"nothing was queued; run again with --yes to replay {len(selected)} object(s)"}
+        results: list[dict[str, Any]] = []
+        failed = 0
+        for obj in selected:
+            try:
+                outcome = self.pipeline.ingest_object(bucket, obj.key, obj.version_id, force=True)
+            except Exception as exc:
+                logger.exception("replay failed", extra={"object_key": obj.key})
+                failed += 1
+                outcome = {"status": "error", "error": str(exc)[:300]}
+            results.append({"key": obj.key, "version_id": obj.version_id, **outcome})
+        result = {**base, "dry_run": False, "replayed": len(selected) - failed, "objects": results}
+        if failed:
+            raise OperationIncomplete(f"{failed} of {len(selected)} object(s) could not be replayed", result)
+        return result
+
+    def _describe_object(self, bucket: str, obj: ListedObject) -> dict[str, Any]:
+        ingestion_id = Pipeline.object_ingestion_id(bucket, obj.key, obj.version_id or obj.etag)
+        try:
+            previous = self.pipeline.ingestion_status(ingestion_id)["status"]
+        except NotFound:
+            previous = None  # never ingested (no S3 event reached the pipeline)
+        return {"key": obj.key, "version_id": obj.version_id, "size": obj.size,
+                "last_modified": format_ns(obj.last_modified_ns), "ingestion_id": ingestion_id,
+                "previous_status": previous}
+
+    # ------------------------------------------------------------------ recompute
+    def recompute(self, symbol: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+        """Rebuild the bars of ``symbol`` for the minutes in [start, end) from its partial aggregates.
+
+        Every minute with a partial is marked dirty, and so is every 1-minute bar without one (the
+        aggregation then deletes it: bars are derived from partials only). The aggregation runs here,
+        as many times as the per-run window limit needs.
+        """
+        try:
+            symbol = parse_symbol(symbol)
+        except FieldError as exc:
+            raise InvalidQuery(f"--symbol {exc.reason}") from None
+        lo, hi = _instant("--start", start), _instant("--end", end)
+        if lo is not None and hi is not None and hi <= lo:
+            raise InvalidQuery("--end must be after --start")
+        first = 0 if lo is None else lo - lo % MINUTE_NS
+        last = (END_OF_TIME_NS if hi is None else hi) - 1
+        store = self.pipeline.store
+        with_partials = store.list_partial_minutes(symbol, first, last)
+        rows, _ = store.query_bars(symbol, "1m", first, last)
+        orphans = sorted({bar.start_ns for bar, _ in rows} - set(with_partials))
+        minutes = sorted({*with_partials, *orphans})
+        result: dict[str, Any] = {
+            "symbol": symbol, "start": None if lo is None else format_ns(first),
+            "end": None if hi is None else format_ns(hi),
+            "minutes_with_partials": len(with_partials), "bars_without_partials": len(orphans),
+            "minutes_marked": len(minutes),
+            "first_minute": format_ns(minutes[0]) if minutes else None,
+            "last_minute": format_ns(minutes[-1]) if minutes else None,
+        }
+        if not minutes:
+            return {**result, "aggregation": None,
+                    "note": f"nothing to recompute: no partial aggregates or 1m bars of {symbol} in the range"}
+        store.mark_dirty([(symbol, m) for m in minutes], self.pipeline.new_token())
+        totals: dict[str, Any] = {"runs": 0, "windows": 0, "bars_written": 0, "bars_revised": 0, "complete": False}
+        # Each run takes up to max_windows_per_run windows; a few more runs absorb windows marked meanwhile
+        # (by live processing); whatever is left then is the scheduled aggregator's.
+        for _ in range(len(minutes) // max(1, self.pipeline.settings.max_windows_per_run) + 3):
+            summary = self.pipeline.aggregate([symbol])
+            if summary["windows"] == 0:
+                totals["complete"] = True
+                break
+            totals["runs"] += 1
+            for name in ("windows", "bars_written", "bars_revised"):
+                totals[name] += summary[name]
+        return {**result, "aggregation": totals}
