@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import itertools
 import json
@@ -34,6 +35,7 @@ from .domain.errors import (
 )
 from .domain.formats import (
     ColumnMap,
+    CsvLineError,
     ParseContext,
     ParseResult,
     detect_format,
@@ -113,6 +115,21 @@ def _gunzip(blocks: Iterable[bytes]) -> Iterator[bytes]:
     tail = inflater.flush()
     if tail:
         yield tail
+
+
+def _looks_binary(head: bytes) -> bool:
+    """Whether a file's first bytes are binary data rather than text with a damaged row: NUL bytes in its
+    first line, or NUL bytes in a head that is not UTF-8. (A NUL further down a text file is that row's
+    reject, wherever the row is.)"""
+    if b"\x00" not in head:
+        return False
+    if b"\x00" in head.split(b"\n", 1)[0]:
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 class FileRejected(Exception):
@@ -333,7 +350,7 @@ class Pipeline:
             fmt = detect_format(key, info.content_type, first[:4096])
             if fmt is None:
                 raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
-            if b"\x00" in first[:4096]:
+            if _looks_binary(first[:4096]):
                 raise FileRejected("the file is not text (it contains NUL bytes)")
             base: dict[str, Any] = {
                 "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
@@ -391,16 +408,18 @@ class Pipeline:
         newline = buffer.find(b"\n", skipped)
         header_end = len(buffer) if newline < 0 else newline + 1
         header_bytes = buffer[:header_end]
+        header_line = header_bytes[:skipped].count(b"\n") + 1
         try:
             header, _ = split_header(header_bytes.decode("utf-8"))
         except UnicodeDecodeError:
             raise FileRejected("the header line is not UTF-8 text") from None
+        except CsvLineError as exc:
+            raise FileRejected(f"line {header_line}: the header {exc}") from None
         if not header:
             raise FileRejected("the file is empty")
         column_map = ColumnMap.from_header(header)
         problem = header_problem(column_map, default_symbol)
         if problem:
-            header_line = header_bytes[:skipped].count(b"\n") + 1
             raise FileRejected(f"line {header_line}: {problem} (a CSV file needs a header row)")
         lines_before = header_bytes.count(b"\n")
         rest = itertools.chain([buffer[header_end:]], stream)

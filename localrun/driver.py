@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
@@ -119,7 +119,7 @@ class Driver:
             event = self._envelope(json.loads(message["Body"]))
             try:
                 for pattern, name, function in self._event_routes:
-                    if pattern.matches_event(event):
+                    if pattern.matches_event(event):  # type: ignore[arg-type]
                         self._invoke(name, function, event)
                 done.append(message)
             except Exception:
@@ -138,12 +138,12 @@ class Driver:
         event.setdefault("account", ACCOUNT)
         event.setdefault("region", self._region)
         event.setdefault("resources", [])
-        event.setdefault("time", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        event.setdefault("time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         event.setdefault("detail", {})
         return event
 
     def run_schedules(self) -> None:
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for name, function in self._schedule_handlers:
             event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
                      "source": "aws.events", "account": ACCOUNT, "time": now, "region": self._region,

@@ -114,8 +114,13 @@ def header_problem(column_map: ColumnMap, default_symbol: str | None) -> str | N
     return "header has no column for " + "; ".join(wanted)
 
 
-def _json_loads(text: str) -> Any:
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+def _json_loads(text: str, strict: bool = True) -> Any:
+    # NaN/Infinity are not JSON: the strict dialect refuses the document, files reject the field that holds
+    # one (so one bad record does not cost a file its good ones).
+    try:
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant if strict else Decimal)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -183,7 +188,7 @@ def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
         result.reject([RecordError("body", "-", "is empty")])
         return result
     try:
-        document = _json_loads(stripped)
+        document = _json_loads(stripped, ctx.strict)
     except json.JSONDecodeError as exc:
         result.reject([RecordError(f"line {exc.lineno} column {exc.colno}", "-", f"invalid JSON: {exc.msg}")])
         return result
@@ -212,7 +217,7 @@ def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext)
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
             continue
         try:
-            record = _json_loads(text)
+            record = _json_loads(text, ctx.strict)
         except json.JSONDecodeError as exc:
             result.reject([RecordError(where, "-", f"invalid JSON at column {exc.colno}: {exc.msg}")])
             continue
@@ -230,11 +235,16 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
     unit = column_map.timestamp_unit
     received_ns = ctx.received_ns
     default_symbol = ctx.default_symbol
-    for offset, row in enumerate(csv.reader(lines)):
+    for offset, line in enumerate(lines):
         number = first_line + offset
+        where = f"line {number}"
+        try:
+            row = csv_cells(line)
+        except CsvLineError as exc:
+            result.reject([RecordError(where, "-", str(exc))])
+            continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        where = f"line {number}"
         joined = ",".join(row)
         if "\ufffd" in joined or "\x00" in joined:
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
@@ -260,15 +270,32 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
     return result
 
 
+class CsvLineError(ValueError):
+    """A line that is not one CSV record; the message says why."""
+
+
+def csv_cells(line: str) -> list[str]:
+    """The cells of one CSV line. A record is one line (as chunks and line numbers count): a quote that
+    does not close on its line is an error, rather than a field that swallows the lines after it."""
+    if '"' not in line and "\r" not in line:
+        return line.split(",")  # what csv.reader returns for a line without quotes, faster
+    if "\r" in line:
+        raise CsvLineError("contains a carriage return inside the line (end lines with LF or CRLF)")
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error as exc:
+        reason = "has a quoted field that is not closed on its line" if "end of data" in str(exc) else str(exc)
+        raise CsvLineError(f"is not valid CSV: {reason}") from None
+
+
 def split_header(text: str) -> tuple[list[str] | None, list[str]]:
-    """Split CSV text into (header cells, remaining lines)."""
+    """Split CSV text into (header cells, remaining lines); raises CsvLineError for an unreadable header."""
     lines = text_lines(text.lstrip("\ufeff"))
     while lines and not lines[0].strip():
         lines.pop(0)
     if not lines:
         return None, []
-    header = next(csv.reader([lines[0]]))
-    return header, lines[1:]
+    return csv_cells(lines[0]), lines[1:]
 
 
 def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
@@ -282,7 +309,11 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
     if leading == len(lines):
         result.reject([RecordError("body", "-", "is empty")])
         return result
-    header = next(csv.reader([lines[leading]]))
+    try:
+        header = csv_cells(lines[leading])
+    except CsvLineError as exc:
+        result.reject([RecordError(f"line {leading + 1}", "header", str(exc))])
+        return result
     column_map = ColumnMap.from_header(header)
     problem = header_problem(column_map, ctx.default_symbol)
     if problem:

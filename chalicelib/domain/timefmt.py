@@ -66,7 +66,10 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
     if zone and zone not in ("Z", "z", "UTC"):
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        offset_min = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) > 2 else 0)
+        hours, minutes = int(digits[:2]), (int(digits[2:4]) if len(digits) > 2 else 0)
+        if hours > 23 or minutes > 59:
+            raise TimestampError(f"has an invalid UTC offset: {text!r}")
+        offset_min = hours * 60 + minutes
         ns -= sign * offset_min * 60 * NS_PER_S
     return ns
 
@@ -128,6 +131,10 @@ def _epoch_to_ns(value: Decimal, unit: str | None) -> int:
     try:
         if not value.is_finite():
             raise TimestampError(f"must be finite, got {value}")
+        if value.adjusted() > 20:
+            # Past year 9999 in any unit; checked first, as Decimal and int cannot convert such numbers.
+            shown = str(value) if len(str(value)) <= 40 else str(value)[:37] + "..."
+            raise TimestampError(f"is out of range: {shown}")
         if unit is None:
             magnitude = abs(value)
             if magnitude < Decimal("1e11"):

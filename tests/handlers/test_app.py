@@ -70,7 +70,8 @@ def test_ticks_posted_become_bars(stack: dict[str, Any]) -> None:
     assert [e["detail-type"] for e in events] == ["TicksProcessed"]  # one event per batch
     status, bars = get(stack, "/bars?symbol=AAPL&interval=1m")
     assert status == 200
-    assert [(b["start"], b["open"], b["high"], b["low"], b["close"], b["volume"], b["trades"]) for b in bars["bars"]] == [
+    got = [(b["start"], b["open"], b["high"], b["low"], b["close"], b["volume"], b["trades"]) for b in bars["bars"]]
+    assert got == [
         ("2024-07-01T14:30:00Z", "150.25", "150.75", "150.25", "150.75", "400", 2),
         ("2024-07-01T14:31:00Z", "150.5", "150.5", "150.5", "150.5", "100", 1),
     ]
@@ -93,6 +94,7 @@ def test_object_created_event_ingests_the_file(stack: dict[str, Any]) -> None:
     run_processor(stack)
     deliver_events(stack)
     status, bars = get(stack, "/bars?symbol=ESU4&interval=1m")
+    assert status == 200
     assert [(b["open"], b["volume"]) for b in bars["bars"]] == [("100", "1"), ("101", "2"), ("102", "3")]
 
 
@@ -103,7 +105,8 @@ def test_a_poison_message_never_loses_the_rest_of_its_batch(stack: dict[str, Any
 
     monkeypatch.setattr(stack["app"], "settings", replace(stack["settings"],
                                                           report_batch_item_failures=report_item_failures))
-    assert post(stack, {"symbol": "MSFT", "price": 410, "volume": 5, "timestamp": "2024-07-01T10:00:00Z"}).status_code == 202
+    tick = {"symbol": "MSFT", "price": 410, "volume": 5, "timestamp": "2024-07-01T10:00:00Z"}
+    assert post(stack, tick).status_code == 202
     good = drain_queue(stack["queue_url"])[0]["Body"]
     client = stack["client"]
     event = client.events.generate_sqs_event([good, "{not json"], queue_name=stack["settings"].queue_name)
@@ -116,6 +119,7 @@ def test_a_poison_message_never_loses_the_rest_of_its_batch(stack: dict[str, Any
             client.lambda_.invoke("DataProcessor", event)
     deliver_events(stack)
     status, bars = get(stack, "/bars?symbol=MSFT&interval=1m")
+    assert status == 200
     assert [(b["open"], b["volume"]) for b in bars["bars"]] == [("410", "5")]
 
 
