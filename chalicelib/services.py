@@ -546,13 +546,21 @@ class Pipeline:
         return summary
 
     def _is_live(self, source: str, live: dict[str, bool]) -> bool:
-        """Whether a partial's source counts: an object version does only while no newer version exists."""
+        """Whether a partial's source counts.
+
+        An object version counts only while no newer version exists. A request whose queueing failed
+        (the client got a 503 and will retry, perhaps without an Idempotency-Key) counts not at all,
+        even for the chunks that did reach the queue; its retry under the same key revives it.
+        """
         ingestion_id = source.split("#", 1)[0]
-        if not ingestion_id.startswith("s3-"):
-            return True
         if ingestion_id not in live:
             meta = self.store.get_ingestion_meta(ingestion_id)
-            live[ingestion_id] = meta is None or not self._superseded(meta)
+            if meta is None:
+                live[ingestion_id] = True
+            elif meta.get("source") == "s3":
+                live[ingestion_id] = not self._superseded(meta)
+            else:
+                live[ingestion_id] = meta.get("status") != "failed"
         return live[ingestion_id]
 
     def _superseded(self, meta: dict[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from chalicelib.domain.errors import (
     InvalidTicks,
     NotFound,
     PayloadTooLarge,
+    TransientError,
     UnsupportedFormat,
 )
 from chalicelib.domain.ticks import Tick
@@ -566,6 +567,47 @@ def test_the_same_object_version_is_ingested_once(env: Env) -> None:
     newer = env.objects.put(BUCKET, "t.csv", as_csv(sample_rows()[:3]))
     third = env.pipeline.ingest_object(BUCKET, "t.csv", newer)
     assert third["status"] == "queued" and third["ingestion_id"] != first["ingestion_id"]
+
+
+class FailingAfter:
+    """A queue that accepts the first ``ok`` sends of a request and then fails (SQS unavailable)."""
+
+    def __init__(self, queue: MemoryQueue, ok: int) -> None:
+        self.queue, self.ok = queue, ok
+
+    def send(self, bodies: list[str]) -> int:
+        for body in bodies:
+            if self.ok <= 0:
+                raise ConnectionError("SQS unavailable")
+            self.ok -= 1
+            self.queue.send([body])
+        return 1
+
+
+def test_a_request_whose_queueing_failed_never_counts_and_its_retry_counts_once() -> None:
+    env = make_env(message_bytes=2_000)  # several messages per request
+    rows = sample_rows(60)
+    flaky = FailingAfter(env.queue, ok=2)
+    env.pipeline.queue = flaky
+    with pytest.raises(TransientError):
+        env.pipeline.ingest_body(as_json(rows), "application/json")
+    assert len(env.queue.messages) == 2  # part of the request reached the queue before the failure
+    env.pipeline.queue = env.queue
+    env.pipeline.ingest_body(as_json(rows), "application/json")  # the client retries, without a key
+    env.run()
+    for symbol in ("ESU4", "BTC/USDT"):
+        assert values(env.bars(symbol, "1d")) == expected_bars(rows, symbol, "1d")
+
+
+def test_a_retry_with_the_same_key_revives_a_failed_request(env: Env) -> None:
+    rows = sample_rows(60)
+    env.pipeline.queue = FailingAfter(env.queue, ok=0)
+    with pytest.raises(TransientError):
+        env.pipeline.ingest_body(as_json(rows), "application/json", "key-1")
+    env.pipeline.queue = env.queue
+    env.pipeline.ingest_body(as_json(rows), "application/json", "key-1")
+    env.run()
+    assert values(env.bars("ESU4", "1d")) == expected_bars(rows, "ESU4", "1d")
 
 
 def test_a_corrected_file_under_the_same_key_replaces_the_old_version_everywhere(env: Env) -> None:
