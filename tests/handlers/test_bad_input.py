@@ -21,9 +21,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from tests.handlers.conftest import ROOT, STAGE_ENV
+from tests.moto_stack import ROOT, moto_stack
 
 TS = "2024-07-01T10:00:00Z"
 JSON, NDJSON, CSV = "application/json", "application/x-ndjson", "text/csv"
@@ -336,30 +335,12 @@ def test_the_table_is_big_and_unambiguous() -> None:
 @pytest.fixture(scope="module")
 def mstack() -> Iterator[dict[str, Any]]:
     """tests/handlers/conftest.py's stack, built once for this module."""
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-        for key, value in {**STAGE_ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            monkeypatch.setenv(key, value)
-        from chalice.app import CloudWatchEventConfig
-        from chalice.test import Client
+    from chalice.test import Client
 
-        import app as app_module
-        from chalicelib.bootstrap import pipeline
-        from chalicelib.settings import get_settings
-        from localrun.provision import provision
-
-        with mock_aws():
-            pipeline.cache_clear()
-            settings = get_settings()
-            patterns = {s.name: s.event_pattern for s in app_module.app.event_sources
-                        if isinstance(s, CloudWatchEventConfig)}
-            session = boto3.session.Session()
-            names = provision(settings, patterns, session)
-            aws = {name: session.client(name) for name in ("s3", "sqs", "dynamodb")}
-            with Client(app_module.app, stage_name="dev", project_dir=str(ROOT)) as client:
-                yield {"client": client, "settings": settings, "aws": aws, **names}
-            pipeline.cache_clear()
+    with pytest.MonkeyPatch.context() as monkeypatch, moto_stack(monkeypatch) as resources:
+        aws = {name: boto3.client(name) for name in ("s3", "sqs", "dynamodb")}
+        with Client(resources["app"].app, stage_name="dev", project_dir=str(ROOT)) as client:
+            yield {"client": client, "aws": aws, **resources}
 
 
 @pytest.fixture
