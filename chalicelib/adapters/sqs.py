@@ -13,7 +13,9 @@ MAX_BATCH_BYTES = 256 * 1024
 MAX_ATTEMPTS = 6
 
 
-class SqsTickQueue:
+class NamedQueue:
+    """A queue known by name; its URL is looked up once, on first use."""
+
     def __init__(self, client: Any, queue_name: str) -> None:
         self._client = client
         self._queue_name = queue_name
@@ -24,6 +26,9 @@ class SqsTickQueue:
         if self._url is None:
             self._url = self._client.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
         return self._url
+
+
+class SqsTickQueue(NamedQueue):
 
     def send(self, bodies: Sequence[str]) -> int:
         """Send every body; returns the number of SendMessageBatch requests made."""

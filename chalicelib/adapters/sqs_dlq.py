@@ -7,27 +7,17 @@ removes it. Nothing here moves messages: the operator use cases decide (send fir
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..domain.errors import TransientError
 from ..ports import DeadLetter
+from .sqs import NamedQueue
 
 MAX_RECEIVE = 10
 # Long polling (>= 1s) asks every SQS server, so a small queue is not reported empty by chance.
 WAIT_SECONDS = 1
 
 
-class SqsDeadLetterQueue:
-    def __init__(self, client: Any, queue_name: str) -> None:
-        self._client = client
-        self._queue_name = queue_name
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        if self._url is None:
-            self._url = self._client.get_queue_url(QueueName=self._queue_name)["QueueUrl"]
-        return self._url
+class SqsDeadLetterQueue(NamedQueue):
 
     def receive(self, max_messages: int, hold_seconds: int) -> list[DeadLetter]:
         """Up to ``max_messages`` messages, each hidden from other consumers for ``hold_seconds``."""
