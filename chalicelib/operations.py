@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from .domain.bars import MINUTE_NS
 from .domain.errors import InvalidQuery, NotFound, PipelineError
 from .domain.ticks import FieldError, parse_symbol
-from .domain.timefmt import TimestampError, format_ns, parse_timestamp
+from .domain.timefmt import format_ns
 from .observability import logger
 from .ports import DeadLetter, DeadLetterQueue, ListedObject, ObjectLister
 from .schemas import QUEUE_MESSAGE
-from .services import Pipeline
+from .services import Pipeline, parse_query_time
 
 DEFAULT_MAX = 10
 MAX_MESSAGES = 1000
@@ -88,15 +88,6 @@ def describe_letter(letter: DeadLetter) -> dict[str, Any]:
         "size": len(letter.body.encode()),
         "body": summarize_body(letter.body),
     }
-
-
-def _instant(option: str, raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return parse_timestamp(raw)
-    except TimestampError as exc:
-        raise InvalidQuery(f"{option} {exc}") from None
 
 
 def _count(option: str, value: int, limit: int) -> int:
@@ -178,7 +169,7 @@ class Operations:
         """Ingest again the current version of the objects under ``prefix`` whose LastModified is in
         [since, until), as the S3 trigger would, even those ingested already (a preview unless ``confirm``)."""
         _count("--max", max_objects, MAX_OBJECTS)
-        since_ns, until_ns = _instant("--since", since), _instant("--until", until)
+        since_ns, until_ns = parse_query_time("--since", since), parse_query_time("--until", until)
         if since_ns is not None and until_ns is not None and until_ns <= since_ns:
             raise InvalidQuery("--until must be after --since")
         bucket = self.pipeline.settings.bucket_name
@@ -241,7 +232,7 @@ class Operations:
             symbol = parse_symbol(symbol)
         except FieldError as exc:
             raise InvalidQuery(f"--symbol {exc.reason}") from None
-        lo, hi = _instant("--start", start), _instant("--end", end)
+        lo, hi = parse_query_time("--start", start), parse_query_time("--end", end)
         if lo is not None and hi is not None and hi <= lo:
             raise InvalidQuery("--end must be after --start")
         first = 0 if lo is None else lo - lo % MINUTE_NS

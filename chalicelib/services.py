@@ -85,6 +85,16 @@ def bar_to_json(bar: Bar, revision: int) -> dict[str, Any]:
     }
 
 
+def parse_query_time(name: str, raw: str | None) -> int | None:
+    """A time given as a query parameter or option (ISO 8601 or epoch), None when absent."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return parse_timestamp(raw)
+    except TimestampError as exc:
+        raise InvalidQuery(f"{name} {exc}") from None
+
+
 def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
     """Group sorted points into [lo, hi] ranges whose neighbours are at most ``gap`` apart."""
     if not points:
@@ -652,8 +662,10 @@ class Pipeline:
         interval = interval or "1m"
         if interval not in INTERVALS:
             raise InvalidQuery(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
-        lo = self._query_time("start", start, 0)
-        hi = self._query_time("end", end, 10**19)
+        lo = parse_query_time("start", start)
+        hi = parse_query_time("end", end)
+        lo = 0 if lo is None else lo
+        hi = 10**19 if hi is None else hi
         if hi <= lo:
             raise InvalidQuery("end must be after start")
         try:
@@ -674,15 +686,6 @@ class Pipeline:
             token = base64.urlsafe_b64encode(str(next_after).encode()).decode().rstrip("=")
         return {"symbol": symbol, "interval": interval,
                 "bars": [bar_to_json(bar, rev) for bar, rev in rows], "next": token}
-
-    @staticmethod
-    def _query_time(name: str, raw: str | None, default: int) -> int:
-        if raw is None or raw == "":
-            return default
-        try:
-            return parse_timestamp(raw)
-        except TimestampError as exc:
-            raise InvalidQuery(f"{name} {exc}") from None
 
     def ingestion_status(self, ingestion_id: str) -> dict[str, Any]:
         if not ingestion_id or len(ingestion_id) > 80:
