@@ -39,12 +39,12 @@ from .domain.formats import (
     ParseContext,
     ParseResult,
     detect_format,
+    header_cells,
     header_problem,
     parse_csv_document,
     parse_csv_lines,
     parse_json_document,
     parse_ndjson_lines,
-    split_header,
     text_lines,
 )
 from .domain.ticks import FieldError, Tick, parse_symbol
@@ -420,7 +420,7 @@ class Pipeline:
         header_bytes = buffer[:header_end]
         header_line = header_bytes[:skipped].count(b"\n") + 1
         try:
-            header, _ = split_header(header_bytes.decode("utf-8"))
+            header = header_cells(header_bytes.decode("utf-8"))
         except UnicodeDecodeError:
             raise FileRejected("the header line is not UTF-8 text") from None
         except CsvLineError as exc:

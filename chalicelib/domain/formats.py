@@ -18,8 +18,6 @@ from typing import Any
 from .errors import RecordError
 from .ticks import Tick, tick_from_record
 
-FORMATS = ("json", "ndjson", "csv")
-
 # field -> ordered (alias, epoch unit) pairs; the first alias present in a header wins.
 COLUMN_ALIASES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "timestamp": (
@@ -245,9 +243,11 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
             continue
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        joined = ",".join(row)
-        if "\ufffd" in joined or "\x00" in joined:
+        if "\ufffd" in line:
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
+            continue
+        if "\x00" in line:
+            result.reject([RecordError(where, "-", "contains a NUL byte (binary data, not text)")])
             continue
         record: dict[str, Any] = {}
         short = False
@@ -288,14 +288,12 @@ def csv_cells(line: str) -> list[str]:
         raise CsvLineError(f"is not valid CSV: {reason}") from None
 
 
-def split_header(text: str) -> tuple[list[str] | None, list[str]]:
-    """Split CSV text into (header cells, remaining lines); raises CsvLineError for an unreadable header."""
-    lines = text_lines(text.lstrip("\ufeff"))
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    if not lines:
-        return None, []
-    return csv_cells(lines[0]), lines[1:]
+def header_cells(text: str) -> list[str] | None:
+    """The cells of the first non-blank line of CSV text (None if there is none); CsvLineError if unreadable."""
+    for line in text_lines(text.lstrip("\ufeff")):
+        if line.strip():
+            return csv_cells(line)
+    return None
 
 
 def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:

@@ -12,12 +12,12 @@ from chalicelib.domain.formats import (
     ParseContext,
     ParseResult,
     detect_format,
+    header_cells,
     header_problem,
     parse_csv_document,
     parse_csv_lines,
     parse_json_document,
     parse_ndjson_lines,
-    split_header,
 )
 
 RECEIVED_NS = 1_719_878_400 * 1_000_000_000  # 2024-07-02T00:00:00Z
@@ -208,7 +208,7 @@ def test_ndjson_nan_literal_is_rejected() -> None:
     ],
 )
 def test_csv_header_aliases(header: str, expected_columns: dict[str, int], unit: str | None) -> None:
-    cells, _ = split_header(header + "\n")
+    cells = header_cells(header + "\n")
     assert cells is not None
     column_map = ColumnMap.from_header(cells)
     assert column_map.columns == expected_columns
@@ -227,7 +227,7 @@ def test_csv_header_aliases(header: str, expected_columns: dict[str, int], unit:
     ],
 )
 def test_csv_header_problems(header: str, default_symbol: str | None, missing: list[str]) -> None:
-    cells, _ = split_header(header)
+    cells = header_cells(header)
     assert cells is not None
     column_map = ColumnMap.from_header(cells)
     assert column_map.missing(default_symbol) == missing
@@ -361,7 +361,8 @@ def test_csv_lines_chunk_with_its_own_first_line() -> None:
 def test_csv_nul_byte_row_is_rejected() -> None:
     result = parse_csv_document("symbol,price,volume\nA,1\x00,1\nB,1,1\n", FILE)
     assert [t.symbol for t in result.ticks] == ["B"]
-    assert [(e.location, e.reason) for e in result.errors] == [("line 2", "is not valid UTF-8 text")]
+    reasons = [(e.location, e.reason) for e in result.errors]
+    assert reasons == [("line 2", "contains a NUL byte (binary data, not text)")]
 
 
 # ---------------------------------------------------------------------------------- format detection
