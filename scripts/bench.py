@@ -248,7 +248,7 @@ def moto_api(endpoint: str, action: str) -> None:
 
 def bench_stack(ticks: list[tuple[str, str, str, int, int]], batch: int, schedule_seconds: float,
                 quiet_seconds: float, timeout: float) -> int:
-    from tests.e2e.harness import start_local_stack, stop_local_stack, wait_for
+    from tests.e2e.harness import running_local_stack, wait_for
 
     n = len(ticks)
     bodies = [json_body(ticks[i : i + batch]) for i in range(0, n, batch)]
@@ -259,9 +259,8 @@ def bench_stack(ticks: list[tuple[str, str, str, int, int]], batch: int, schedul
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         record_path = Path(tmp) / "moto-recording.jsonl"
         started = time.monotonic()
-        stack = start_local_stack(Path(tmp) / "localrun.log", schedule_seconds=schedule_seconds,
-                                  extra_env={"MOTO_RECORDER_FILEPATH": str(record_path)})
-        try:
+        with running_local_stack(Path(tmp) / "localrun.log", schedule_seconds=schedule_seconds,
+                                 extra_env={"MOTO_RECORDER_FILEPATH": str(record_path)}) as stack:
             print(f"    stack up in {time.monotonic() - started:.1f}s "
                   f"(API {stack.api_url}, emulator {stack.endpoint_url})")
             recording = Recording(record_path)
@@ -304,8 +303,6 @@ def bench_stack(ticks: list[tuple[str, str, str, int, int]], batch: int, schedul
                 print(f"    WARNING: the recording stopped before the bars were complete ({exc}); "
                       "the counts below miss requests. Raise --quiet-seconds.")
                 return 1
-        finally:
-            stop_local_stack(stack.process)
     print(f"    wall time: POSTs {posted:.1f}s ({n / posted:,.0f} ticks/s accepted); all bars in after {done:.1f}s "
           f"({n / done:,.0f} ticks/s end to end); verified: every 1m bar equals the ticks' OHLCV")
     report_counts(recording.counts, n)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .harness import LocalStack, start_local_stack, stop_local_stack, unique_symbol
+from .harness import LocalStack, running_local_stack, unique_symbol
 
 
 @pytest.fixture(scope="session")
@@ -23,13 +23,11 @@ def stack() -> Iterator[LocalStack]:
     with tempfile.TemporaryDirectory(prefix="e2e-localrun-") as tmp:
         log_path = Path(tmp) / "localrun.log"
         try:
-            running = start_local_stack(log_path)
+            with running_local_stack(log_path) as running:
+                yield running
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
-        try:
-            yield running
         finally:
-            stop_local_stack(running.process)
             keep = os.environ.get("E2E_LOG_FILE")  # keep the stack's whole log for a look afterwards
             if keep:
                 shutil.copyfile(log_path, keep)

@@ -17,7 +17,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -247,3 +248,13 @@ def start_local_stack(log_path: Path, schedule_seconds: float = SCHEDULE_SECONDS
             stop_local_stack(process)
             raise RuntimeError(f"localrun was not ready within {timeout:.0f}s:\n{stack.log_tail()}")
         time.sleep(0.2)
+
+
+@contextmanager
+def running_local_stack(log_path: Path, **options: Any) -> Iterator[LocalStack]:
+    """start_local_stack(log_path, **options) for the length of a with block; always stopped after."""
+    stack = start_local_stack(log_path, **options)
+    try:
+        yield stack
+    finally:
+        stop_local_stack(stack.process)

@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .harness import LocalStack, Response, start_local_stack, stop_local_stack, unique_symbol
+from .harness import LocalStack, Response, running_local_stack, unique_symbol
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +30,11 @@ def stack() -> Iterator[LocalStack]:
     """Named like the session fixture it replaces here, so a failure shows this stack's log."""
     with tempfile.TemporaryDirectory(prefix="e2e-sigv4-") as tmp:
         try:
-            running = start_local_stack(Path(tmp) / "localrun.log", extra_args=("--require-sigv4",),
-                                        ready_statuses=(403,))
+            with running_local_stack(Path(tmp) / "localrun.log", extra_args=("--require-sigv4",),
+                                     ready_statuses=(403,)) as running:
+                yield running
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
-        try:
-            yield running
-        finally:
-            stop_local_stack(running.process)
 
 
 def signed(stack: LocalStack, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
