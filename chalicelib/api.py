@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,6 +13,9 @@ from .domain.errors import PipelineError
 from .handlers import flushes_metrics
 from .observability import logger
 from .services import Pipeline
+
+EXECUTE_API_DOMAIN = re.compile(r"[a-z0-9]{1,32}\.execute-api\.[a-z0-9-]{1,32}\.amazonaws\.com(?:\.cn)?")
+STAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -43,15 +47,21 @@ def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -
                                    "request_id": _request_id(request)})
 
 
-def _base_url(request: Request) -> str:
+def _base_url(request: Request, configured: str) -> str:
+    """Where the API is, for links in responses: the stage's configured base URL, else the execute-api
+    domain that API Gateway itself puts in the request context; else nothing (links are then paths).
+
+    Never the Host header: a client could make the response point anywhere.
+    """
+    if configured:
+        return configured
     context = request.context or {}
-    headers: Mapping[str, str] = request.headers or {}
-    domain = context.get("domainName")
-    stage = context.get("stage")
-    if domain and stage and "amazonaws.com" in domain:
+    domain, stage, api_id = context.get("domainName"), context.get("stage"), context.get("apiId")
+    if (isinstance(domain, str) and isinstance(api_id, str) and isinstance(stage, str) and api_id and stage
+            and EXECUTE_API_DOMAIN.fullmatch(domain) and domain.startswith(api_id + ".")
+            and STAGE_NAME.fullmatch(stage)):
         return f"https://{domain}/{stage}"
-    host = headers.get("host")
-    return f"http://{host}" if host else ""
+    return ""
 
 
 def post_ingest(request: Request, pipeline: Pipeline) -> Response:
@@ -61,7 +71,7 @@ def post_ingest(request: Request, pipeline: Pipeline) -> Response:
         result = pipeline.ingest_body(
             raw if isinstance(raw, bytes) else raw.encode(), headers.get("content-type"), headers.get("idempotency-key")
         )
-        result["status_url"] = _base_url(request) + result.pop("status_path")
+        result["status_url"] = _base_url(request, pipeline.settings.api_base_url) + result.pop("status_path")
         return 202, result
 
     return _guarded(request, call)

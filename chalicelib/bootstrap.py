@@ -11,6 +11,7 @@ from typing import Any
 
 from .adapters.dynamodb import DynamoStateStore
 from .adapters.events import EventBridgePublisher
+from .adapters.failures import is_transient
 from .adapters.s3 import S3ObjectStore
 from .adapters.sqs import SqsTickQueue
 from .observability import count
@@ -42,13 +43,16 @@ class LazyClient:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
+    sqs = LazyClient("sqs", settings)
     return Pipeline(
         store=DynamoStateStore(LazyClient("dynamodb", settings), settings.table_name),
-        queue=SqsTickQueue(LazyClient("sqs", settings), settings.queue_name),
+        queue=SqsTickQueue(sqs, settings.queue_name),
         events=EventBridgePublisher(LazyClient("events", settings), settings.event_bus_name, settings.event_source),
         objects=S3ObjectStore(LazyClient("s3", settings)),
         settings=settings,
         metric=count,
+        dead_letters=SqsTickQueue(sqs, settings.dead_letter_queue_name),
+        transient=is_transient,
     )
 
 

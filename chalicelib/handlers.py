@@ -39,7 +39,7 @@ def on_object_created(detail: dict[str, Any], pipeline: Pipeline) -> dict[str, A
 
 @flushes_metrics
 def on_sqs_batch(records: list[dict[str, Any]], pipeline: Pipeline, settings: Settings) -> dict[str, Any]:
-    messages = [(r["messageId"], r["body"]) for r in records]
+    messages = [(r["messageId"], r["body"], _receive_count(r)) for r in records]
     outcome = pipeline.process_batch(messages)
     failed = outcome.failed_message_ids
     if failed:
@@ -49,6 +49,11 @@ def on_sqs_batch(records: list[dict[str, Any]], pipeline: Pipeline, settings: Se
         # fail the batch instead. Processing is idempotent, so the retry of the good ones is safe.
         raise BatchFailed(f"{len(failed)} of {len(messages)} message(s) failed; retrying the batch")
     return {"batchItemFailures": []}
+
+
+def _receive_count(record: dict[str, Any]) -> int:
+    raw = (record.get("attributes") or {}).get("ApproximateReceiveCount", "1")
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else 1
 
 
 @flushes_metrics

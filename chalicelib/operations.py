@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .domain.bars import MINUTE_NS
 from .domain.errors import InvalidQuery, NotFound, PipelineError
 from .domain.ticks import FieldError, parse_symbol
-from .domain.timefmt import format_ns
+from .domain.timefmt import END_OF_TIME_NS, format_ns
 from .observability import logger
 from .ports import DeadLetter, DeadLetterQueue, ListedObject, ObjectLister
 from .schemas import QUEUE_MESSAGE
@@ -28,7 +28,6 @@ MAX_OBJECTS = 10_000
 PREVIEW_HOLD_SECONDS = 60
 REDRIVE_HOLD_SECONDS = 60
 REDRIVE_ROUND = 10
-END_OF_TIME_NS = 10**19
 _SHOWN_CHARS = 100
 
 

@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import itertools
 import json
+import re
 import time
 import uuid
 import zlib
@@ -21,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from .domain.bars import INTERVALS, PARENT, Bar, merge_all, partials_from_ticks, window_start
-from .domain.chunking import split_lines
+from .domain.chunking import InflateLimit, LongLine, first_line, gunzip, split_lines
 from .domain.errors import (
     IdempotencyConflict,
     InputError,
@@ -41,14 +42,16 @@ from .domain.formats import (
     detect_format,
     header_cells,
     header_problem,
+    long_line_error,
     parse_csv_document,
     parse_csv_lines,
     parse_json_document,
     parse_ndjson_lines,
     text_lines,
 )
+from .domain.text import ascii_digits, parse_whole_number, show
 from .domain.ticks import FieldError, Tick, parse_symbol
-from .domain.timefmt import TimestampError, format_ns, parse_timestamp
+from .domain.timefmt import END_OF_TIME_NS, TimestampError, format_ns, parse_timestamp
 from .observability import logger
 from .ports import EventPublisher, ObjectStore, StateStore, TickQueue
 from .schemas import QUEUE_MESSAGE, ObjectMessage, RangeMessage, TextMessage, TicksMessage
@@ -62,6 +65,9 @@ CONTENT_TYPES = {
     "text/csv": "csv",
 }
 TICKS_PROCESSED = "TicksProcessed"
+IN_PROGRESS = frozenset({"scanning", "queued", "processing"})
+# Ids this pipeline makes: "api-" + 32 hex digits, "s3-" + 32 hex digits.
+INGESTION_ID_RE = re.compile(r"(?:api|s3)-[0-9a-f]{1,64}")
 BARS_REVISED = "BarsRevised"
 MAX_REVISIONS_LISTED = 500
 MAX_BAR_LIMIT = 5000
@@ -86,13 +92,41 @@ def bar_to_json(bar: Bar, revision: int) -> dict[str, Any]:
 
 
 def parse_query_time(name: str, raw: str | None) -> int | None:
-    """A time given as a query parameter or option (ISO 8601 or epoch), None when absent."""
+    """A time given as a query parameter or option (ISO 8601 or epoch), None when absent; it must lie
+    between the epoch and 2262-04-11 (what a nanosecond count can hold)."""
     if raw is None or raw == "":
         return None
     try:
-        return parse_timestamp(raw)
+        ns = parse_timestamp(raw)
     except TimestampError as exc:
         raise InvalidQuery(f"{name} {exc}") from None
+    if not 0 <= ns < END_OF_TIME_NS:
+        raise InvalidQuery(f"{name} must be between {format_ns(0)} and {format_ns(END_OF_TIME_NS - 1)}, "
+                           f"got {show(raw)}")
+    return ns
+
+
+def parse_count(name: str, raw: str | None, default: int, maximum: int) -> int:
+    """A whole number given as a query parameter, 1 to ``maximum``."""
+    if raw is None:
+        return default
+    try:
+        return parse_whole_number(raw, 1, maximum)
+    except ValueError as exc:
+        raise InvalidQuery(f"{name} {exc}") from None
+
+
+def _read_cursor(cursor: str) -> int | None:
+    """The bar start a ``next`` cursor carries, or None if it is not one this API made."""
+    if not (0 < len(cursor) <= 32 and cursor.isascii()):
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode() + b"==").decode("ascii")
+    except (ValueError, binascii.Error):
+        return None
+    if not ascii_digits(text) or len(text) > 19:
+        return None
+    return int(text)
 
 
 def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
@@ -108,23 +142,32 @@ def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
     yield lo, hi
 
 
-def _gunzip(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+class _Sampler:
+    """Keeps up to ``size`` bytes from the first byte that is not white space (or a BOM) on: what the format
+    and the binary check look at. Blank bytes before it are dropped as they come, never held."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._sample = bytearray()
+
+    def feed(self, block: bytes) -> bool:
+        """Take the next block; True once the sample is full."""
+        if not self._sample:
+            block = block.lstrip(b"\xef\xbb\xbf \t\r\n\x0b\x0c")
+        self._sample += block[: self._size - len(self._sample)]
+        return len(self._sample) >= self._size
+
+    def sample(self) -> bytes:
+        return bytes(self._sample)
+
+
+def _sniff(blocks: Iterable[bytes]) -> bytes:
+    """The sample of a stream (see _Sampler), reading no further than needed."""
+    sampler = _Sampler()
     for block in blocks:
-        out = inflater.decompress(block)
-        if out:
-            yield out
-        while inflater.unused_data:  # concatenated gzip members
-            rest = inflater.unused_data
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = inflater.decompress(rest)
-            if out:
-                yield out
-    if not inflater.eof:
-        raise zlib.error("the gzip stream is truncated")
-    tail = inflater.flush()
-    if tail:
-        yield tail
+        if sampler.feed(block):
+            break
+    return sampler.sample()
 
 
 def _looks_binary(head: bytes) -> bool:
@@ -140,6 +183,23 @@ def _looks_binary(head: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def _message_ids(body: str) -> tuple[str, int] | None:
+    """The ingestion id and chunk of a queue message that failed validation, if they can be read at all."""
+    try:
+        data = json.loads(body)
+        ingestion_id, chunk = data["ingestion_id"], data["chunk"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(ingestion_id, str) and 0 < len(ingestion_id) <= 80 and type(chunk) is int and chunk >= 0:
+        return ingestion_id, chunk
+    return None
 
 
 class FileRejected(Exception):
@@ -166,6 +226,10 @@ class Pipeline:
     clock: Callable[[], int] = time.time_ns
     metric: Callable[[str, float], None] = lambda name, value: None
     new_token: Callable[[], str] = lambda: uuid.uuid4().hex
+    # Where a message goes that no retry can help (the processing queue's dead-letter queue).
+    dead_letters: TickQueue | None = None
+    # Whether an exception is the infrastructure's (throttling, timeouts): worth retrying.
+    transient: Callable[[BaseException], bool] = lambda exc: isinstance(exc, TransientError)
 
     # ------------------------------------------------------------------ ingest: REST
     def ingest_body(self, body: bytes, content_type: str | None, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -189,8 +253,8 @@ class Pipeline:
         key = None
         if idempotency_key is not None:
             key = idempotency_key.strip()
-            if not 1 <= len(key) <= 128 or not key.isprintable():
-                raise InputError("Idempotency-Key must be 1-128 printable characters")
+            if not 1 <= len(key) <= 128 or not (key.isascii() and key.isprintable()):
+                raise InputError("Idempotency-Key must be 1-128 printable ASCII characters")
         # Validate before claiming the key, so that a corrected retry under the same key is not refused.
         parsed = self._parse_body(text, fmt, received_ns)
         body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
@@ -293,7 +357,8 @@ class Pipeline:
             logger.info("older object version skipped", extra=log_extra)
             return {"ingestion_id": ingestion_id, "status": "superseded"}
         try:
-            chunks, fmt = self._queue_object(ingestion_id, received_ns, bucket, key, version, info)
+            chunks, fmt, line_rejects, rejected = self._queue_object(
+                ingestion_id, received_ns, bucket, key, version, info)
         except FileRejected as exc:
             doc.update(status="rejected", accepted=0, chunks=0,
                        errors=[{"location": "file", "field": "-", "reason": str(exc)}])
@@ -302,7 +367,18 @@ class Pipeline:
             self.metric("FilesRejected", 1)
             self._record_version(bucket, key, ingestion_id)
             return {"ingestion_id": ingestion_id, "status": "rejected", "reason": str(exc)}
-        doc.update(status="queued", chunks=chunks, format=fmt)
+        except Exception as exc:
+            if self.transient(exc):
+                raise  # the trigger retries; a retry redoes the scan under the same receipt time
+            # A bug: no retry would help, and the status must not stay "scanning".
+            logger.exception("scan failed", extra=log_extra)
+            self.metric("IngestionsFailed", 1)
+            reason = f"internal error while reading the file: {_describe(exc)}; replay it after the fix"
+            doc.update(status="failed", errors=[{"location": "file", "field": "-", "reason": reason}])
+            self.store.put_ingestion(ingestion_id, doc)
+            return {"ingestion_id": ingestion_id, "status": "failed", "reason": reason}
+        doc.update(status="queued", chunks=chunks, format=fmt, rejected=rejected,
+                   errors=[e.as_dict() for e in line_rejects])
         self.store.put_ingestion(ingestion_id, doc)
         self._record_version(bucket, key, ingestion_id)
         logger.info("object queued", extra={**log_extra, "chunks": chunks, "format": fmt})
@@ -333,9 +409,21 @@ class Pipeline:
             logger.info("object replaced", extra={"ingestion_id": ingestion_id, "object_key": key,
                                                   "windows": len(windows)})
 
+    def _inflate_limit(self, compressed_size: int) -> tuple[int, str]:
+        """How far a gzip object may inflate, and the reject's reason past that."""
+        s = self.settings
+        by_ratio = max(s.gzip_ratio_floor_bytes, s.gzip_max_ratio * compressed_size)
+        if by_ratio < s.max_object_bytes:
+            return by_ratio, (f"the file inflates to more than {s.gzip_max_ratio} times its compressed size of "
+                              f"{compressed_size} bytes (GZIP_MAX_RATIO): refused as a likely decompression bomb")
+        return s.max_object_bytes, f"the file inflates to more than {s.max_object_bytes} bytes (MAX_OBJECT_BYTES)"
+
     def _queue_object(
         self, ingestion_id: str, received_ns: int, bucket: str, key: str, version: str | None, info: Any
-    ) -> tuple[int, str]:
+    ) -> tuple[int, str, list[RecordError], int]:
+        """Scan the object and queue its chunks; returns the chunk count, the format, and the lines rejected
+        at this stage (longer than MAX_LINE_BYTES: first ones, and how many)."""
+        settings = self.settings
         default_symbol = info.metadata.get("symbol") or None
         if default_symbol is not None:
             try:
@@ -343,115 +431,166 @@ class Pipeline:
             except FieldError as exc:
                 raise FileRejected(f"object metadata symbol {exc.reason}") from None
         gz = key.lower().endswith(".gz")
+        inflate_limit, inflate_reason = self._inflate_limit(info.size)
+        if not gz and info.size > settings.max_object_bytes:
+            raise FileRejected(f"the file is {info.size} bytes; the limit is {settings.max_object_bytes} bytes "
+                               "(MAX_OBJECT_BYTES)")
+
+        def read() -> Iterator[bytes]:
+            blocks = self.objects.stream(bucket, key, version)
+            return gunzip(blocks, inflate_limit) if gz else blocks
+
+        inflated = info.size
         try:
             if gz:
-                # A damaged gzip shows only at its end: check it all before queueing any of it.
-                for _ in _gunzip(self.objects.stream(bucket, key, version)):
-                    pass
+                # A damaged gzip shows only at its end, a bomb only once inflated: check it all before
+                # queueing any of it (streamed, so in bounded memory).
+                inflated = 0
+                sampler = _Sampler()
+                for block in read():
+                    inflated += len(block)
+                    sampler.feed(block)
+                head = sampler.sample()
+            else:
+                head = _sniff(read())
         except zlib.error as exc:
             raise FileRejected(f"the file is not valid gzip: {exc}") from None
-        blocks: Iterator[bytes] = self.objects.stream(bucket, key, version)
-        if gz:
-            blocks = _gunzip(blocks)
+        except InflateLimit:
+            raise FileRejected(inflate_reason) from None
+        if not head:
+            raise FileRejected("the file is empty")
+        fmt = detect_format(key, info.content_type, head)
+        if fmt is None:
+            raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
+        if _looks_binary(head):
+            raise FileRejected("the file is not text (it contains NUL bytes)")
+        base: dict[str, Any] = {
+            "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
+            "received_ns": received_ns, "bucket": bucket, "key": key, "version_id": version,
+            "default_symbol": default_symbol,
+        }
+        if fmt == "json":
+            if inflated > settings.json_object_max_bytes:
+                raise FileRejected(
+                    f"JSON array files are limited to {settings.json_object_max_bytes} bytes; "
+                    "send large files as NDJSON or CSV, which are split and processed in parallel"
+                )
+            message = ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base)
+            self.queue.send([message.model_dump_json()])
+            return 1, fmt, [], 0
+        stream = read()
+        header_map = None
+        start = 0
+        first = 1
+        if fmt == "csv":
+            stream, header_map, start, first = self._read_header(stream, default_symbol)
+        target = settings.inline_chunk_bytes if gz else settings.chunk_bytes
+        count = 0
+        rejects: list[RecordError] = []
+        rejected = 0
+        pending: list[str] = []
         try:
-            first = next(blocks, b"")
-            if not first.strip():
-                raise FileRejected("the file is empty")
-            fmt = detect_format(key, info.content_type, first[:4096])
-            if fmt is None:
-                raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
-            if _looks_binary(first[:4096]):
-                raise FileRejected("the file is not text (it contains NUL bytes)")
-            base: dict[str, Any] = {
-                "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
-                "received_ns": received_ns, "bucket": bucket, "key": key, "version_id": version,
-                "default_symbol": default_symbol,
-            }
-            if fmt == "json":
-                if info.size > self.settings.json_object_max_bytes:
-                    raise FileRejected(
-                        f"JSON array files are limited to {self.settings.json_object_max_bytes} bytes; "
-                        "send large files as NDJSON or CSV, which are split and processed in parallel"
-                    )
-                message = ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base)
-                self.queue.send([message.model_dump_json()])
-                return 1, fmt
-            stream: Iterator[bytes] = itertools.chain([first], blocks)
-            header_map = None
-            start = 0
-            first_line = 1
-            if fmt == "csv":
-                stream, header_map, start, first_line = self._read_header(stream, default_symbol)
-            target = self.settings.inline_chunk_bytes if gz else self.settings.chunk_bytes
-            count = 0
-            pending: list[str] = []
-            for chunk in split_lines(stream, target, keep_data=gz, start=start, first_line=first_line):
+            for part in split_lines(stream, target, keep_data=gz, start=start, first_line=first,
+                                    max_line_bytes=settings.max_line_bytes):
+                if isinstance(part, LongLine):
+                    rejected += 1
+                    if len(rejects) < settings.max_errors:
+                        rejects.append(long_line_error(f"line {part.number}", settings.max_line_bytes))
+                    continue
+                if part.blank:
+                    continue  # only blank lines: nothing to process, so no message
                 common: dict[str, Any] = {
-                    "chunk": chunk.index, "format": fmt, "first_line": chunk.first_line, "header": header_map, **base
+                    "chunk": count, "format": fmt, "first_line": part.first_line, "header": header_map, **base
                 }
                 if gz:
-                    assert chunk.data is not None
-                    body = TextMessage(text=chunk.data.decode("utf-8", "replace"), **common).model_dump_json()
+                    assert part.data is not None
+                    body = TextMessage(text=part.data.decode("utf-8", "replace"), **common).model_dump_json()
                 else:
-                    body = RangeMessage(start=chunk.start, end=chunk.end, **common).model_dump_json()
+                    body = RangeMessage(start=part.start, end=part.end, **common).model_dump_json()
                 pending.append(body)
                 count += 1
                 if len(pending) >= _SEND_GROUP:
                     self.queue.send(pending)
                     pending = []
-            if pending:
-                self.queue.send(pending)
-            return count, fmt
-        except zlib.error as exc:
+        except zlib.error as exc:  # the object changed under us (it was checked above)
             raise FileRejected(f"the file is not valid gzip: {exc}") from None
+        except InflateLimit:
+            raise FileRejected(inflate_reason) from None
+        if pending:
+            self.queue.send(pending)
+        return count, fmt, rejects, rejected
 
     def _read_header(
         self, stream: Iterator[bytes], default_symbol: str | None
     ) -> tuple[Iterator[bytes], dict[str, Any], int, int]:
-        """Consume the CSV header line; return the rest of the stream, the column map, offset and line."""
-        buffer = b""
-        for block in stream:
-            buffer += block
-            if b"\n" in buffer.lstrip(b"\r\n \t") or len(buffer) > 1_000_000:
-                break
-        skipped = len(buffer) - len(buffer.lstrip(b"\r\n \t"))
-        newline = buffer.find(b"\n", skipped)
-        header_end = len(buffer) if newline < 0 else newline + 1
-        header_bytes = buffer[:header_end]
-        header_line = header_bytes[:skipped].count(b"\n") + 1
+        """Consume the CSV header line (after any blank lines); return the rest of the stream, the column
+        map, and the offset and line number of the first data line."""
+        start = 0
+        blocks = iter(stream)
+        opening = next(blocks, b"")
+        if opening.startswith(b"\xef\xbb\xbf"):
+            opening, start = opening[3:], 3
+        found, rest = first_line(itertools.chain([opening], blocks), self.settings.max_line_bytes, start)
+        if found is None:
+            raise FileRejected("the file is empty")
+        if isinstance(found, LongLine):
+            raise FileRejected(f"line {found.number}: the header is longer than the limit of "
+                               f"{self.settings.max_line_bytes} bytes for one line (MAX_LINE_BYTES)")
         try:
-            header = header_cells(header_bytes.decode("utf-8"))
+            header = header_cells(found.text.decode("utf-8"))
         except UnicodeDecodeError:
-            raise FileRejected("the header line is not UTF-8 text") from None
+            raise FileRejected(f"line {found.number}: the header line is not UTF-8 text") from None
         except CsvLineError as exc:
-            raise FileRejected(f"line {header_line}: the header {exc}") from None
+            raise FileRejected(f"line {found.number}: the header {exc}") from None
         if not header:
             raise FileRejected("the file is empty")
         column_map = ColumnMap.from_header(header)
         problem = header_problem(column_map, default_symbol)
         if problem:
-            raise FileRejected(f"line {header_line}: {problem} (a CSV file needs a header row)")
-        lines_before = header_bytes.count(b"\n")
-        rest = itertools.chain([buffer[header_end:]], stream)
-        return rest, column_map.to_dict(), header_end, lines_before + 1
+            raise FileRejected(f"line {found.number}: {problem} (a CSV file needs a header row)")
+        return rest, column_map.to_dict(), found.end, found.number + 1
 
     # ------------------------------------------------------------------ process
-    def process_batch(self, messages: Sequence[tuple[str, str]]) -> BatchOutcome:
-        """Process SQS message bodies; failures are isolated per message and reported by id."""
+    def process_batch(self, messages: Sequence[tuple[str, str] | tuple[str, str, int]]) -> BatchOutcome:
+        """Process SQS messages (id, body[, receive count]); failures are isolated per message.
+
+        Only infrastructure failures (throttling, timeouts: ``transient``) fail a message, so that SQS
+        delivers it again. A message that cannot be processed at all (not one of ours, or a bug) would fail
+        the same way on every delivery: it is moved to the dead-letter queue at once (``dlq redrive`` brings
+        it back after a fix), and the chunk's failure is recorded on its ingestion. Bad records are never
+        failures: they are the chunk's rejects.
+        """
         outcome = BatchOutcome()
         changes: dict[str, list[int]] = {}
         ingestions: set[str] = set()
-        for message_id, body in messages:
+        for item in messages:
+            message_id, body = item[0], item[1]
+            attempt = item[2] if len(item) > 2 else 1  # type: ignore[misc]
             with logger.append_context_keys(message_id=message_id):
                 try:
                     message = QUEUE_MESSAGE.validate_json(body)
+                except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                    logger.warning("message is not a pipeline message", extra={"reason": str(exc)[:300]})
+                    self._set_aside(message_id, body, _message_ids(body), "the queue message cannot be read "
+                                    "(not a message of this pipeline, or from an incompatible version)", outcome)
+                    continue
+                where = (message.ingestion_id, message.chunk)
+                try:
                     with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
                         windows, accepted, rejected = self._process_message(message)
-                except Exception:
-                    # The payload is not logged: only where it came from.
-                    logger.exception("message failed")
-                    outcome.failed_message_ids.append(message_id)
-                    self.metric("MessagesFailed", 1)
+                except Exception as exc:
+                    if self.transient(exc):
+                        # SQS delivers it again; on the last receive, its redrive policy moves it to the DLQ.
+                        logger.warning("message failed; it will be retried", extra={"error": repr(exc)[:300]})
+                        last = attempt >= self.settings.max_receive_count
+                        reason = (f"{_describe(exc)}; moved to the dead-letter queue after {attempt} attempts"
+                                  if last else f"{_describe(exc)}; retrying (attempt {attempt})")
+                        self._record_chunk_failure(where, reason, attempt, final=last)
+                        outcome.failed_message_ids.append(message_id)
+                        self.metric("MessagesFailed", 1)
+                        continue
+                    logger.exception("chunk failed")  # the payload is not logged: only where it came from
+                    self._set_aside(message_id, body, where, f"internal error: {_describe(exc)}", outcome)
                     continue
             ingestions.add(message.ingestion_id)
             outcome.ticks += accepted
@@ -478,6 +617,34 @@ class Pipeline:
                 # The dirty windows are stored already; the scheduled run aggregates them.
                 logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")
         return outcome
+
+    def _set_aside(
+        self, message_id: str, body: str, where: tuple[str, int] | None, reason: str, outcome: BatchOutcome
+    ) -> None:
+        """Move a message that no retry can help to the dead-letter queue now, and say so on its ingestion."""
+        self.metric("ChunksFailed", 1)
+        parked = False
+        if self.dead_letters is not None:
+            try:
+                self.dead_letters.send([body])
+                parked = True
+            except Exception:
+                logger.exception("could not move the message to the dead-letter queue; it will be retried")
+        if not parked:
+            outcome.failed_message_ids.append(message_id)  # redelivered, and dead-lettered by the redrive policy
+        if where is not None:
+            self._record_chunk_failure(where, f"{reason}; the message is in the dead-letter queue "
+                                       "(see dlq list / dlq redrive)", None, final=True)
+
+    def _record_chunk_failure(self, where: tuple[str, int], reason: str, attempt: int | None, final: bool) -> None:
+        """Note on the ingestion that a chunk failed (unless it was processed already); best effort."""
+        ingestion_id, chunk = where
+        doc = {"chunk": chunk, "state": "failed" if final else "retrying", "reason": reason[:500],
+               "attempts": attempt, "failed_ns": self.clock()}
+        try:
+            self.store.record_chunk_failure(ingestion_id, chunk, doc)
+        except Exception:
+            logger.exception("could not record the chunk's failure", extra={"ingestion_id": ingestion_id})
 
     def _process_message(self, message: Any) -> tuple[dict[tuple[str, int], int], int, int]:
         ticks, parsed = self._ticks_of(message)
@@ -508,7 +675,7 @@ class Pipeline:
         if isinstance(message, ObjectMessage):
             raw = self.objects.read_all(message.bucket, message.key, message.version_id)
             if message.gzip:
-                raw = b"".join(_gunzip([raw]))
+                raw = b"".join(gunzip([raw], self.settings.json_object_max_bytes))
             text = raw.decode("utf-8", "replace")
             if text.lstrip("\ufeff \r\n\t").startswith("{"):
                 as_lines = parse_ndjson_lines(text_lines(text), 1, ctx)
@@ -665,53 +832,68 @@ class Pipeline:
         lo = parse_query_time("start", start)
         hi = parse_query_time("end", end)
         lo = 0 if lo is None else lo
-        hi = 10**19 if hi is None else hi
+        hi = END_OF_TIME_NS if hi is None else hi
         if hi <= lo:
-            raise InvalidQuery("end must be after start")
-        try:
-            count = DEFAULT_BAR_LIMIT if limit is None else int(limit)
-        except ValueError:
-            raise InvalidQuery(f"limit must be a whole number, got {limit!r}") from None
-        if not 1 <= count <= MAX_BAR_LIMIT:
-            raise InvalidQuery(f"limit must be between 1 and {MAX_BAR_LIMIT}")
+            raise InvalidQuery(f"end must be after start (start {format_ns(lo)}, end {format_ns(hi)})")
+        count = parse_count("limit", limit, DEFAULT_BAR_LIMIT, MAX_BAR_LIMIT)
         after = None
         if cursor:
-            try:
-                after = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-            except (ValueError, binascii.Error, UnicodeDecodeError):
-                raise InvalidQuery("next is not a cursor this API returned") from None
+            after = _read_cursor(cursor)
+            if after is None:
+                raise InvalidQuery("next is not a cursor this API returned; pass back the \"next\" of a response")
+            if not lo <= after < hi:
+                raise InvalidQuery("next is not a cursor of this query: it points outside [start, end); "
+                                   "pass it back with the same start and end")
         rows, next_after = self.store.query_bars(symbol, interval, lo, hi - 1, count, after)
-        token = None
-        if next_after is not None:
-            token = base64.urlsafe_b64encode(str(next_after).encode()).decode().rstrip("=")
+        token = None if next_after is None else base64.urlsafe_b64encode(str(next_after).encode()).decode().rstrip("=")
         return {"symbol": symbol, "interval": interval,
                 "bars": [bar_to_json(bar, rev) for bar, rev in rows], "next": token}
 
     def ingestion_status(self, ingestion_id: str) -> dict[str, Any]:
-        if not ingestion_id or len(ingestion_id) > 80:
-            raise NotFound("no such ingestion")
+        """What became of an ingestion. Never "in progress" forever: a chunk that failed for good (it is in
+        the dead-letter queue) makes it ``failed``, and one that made no progress for
+        ``stalled_after_seconds`` (a crashed function leaves no record) is reported ``stalled``."""
+        if not INGESTION_ID_RE.fullmatch(ingestion_id):
+            raise NotFound(f"no ingestion with id {show(ingestion_id, 90)}")
         meta, chunks = self.store.get_ingestion(ingestion_id)
         if meta is None:
             raise NotFound(f"no ingestion with id {ingestion_id!r}")
+        done = [c for c in chunks if "state" not in c]
+        failed = [c for c in chunks if c.get("state") == "failed"]
         total = meta.get("chunks")
         status = meta["status"]
         if meta["source"] == "s3" and status != "superseded" and self._superseded(meta):
             status = "superseded"
         elif status == "queued" and total is not None:
-            status = "processed" if len(chunks) >= total else ("processing" if chunks else "queued")
-        accepted = meta["accepted"] if meta["source"] == "api" else sum(c["accepted"] for c in chunks)
-        rejected = meta.get("rejected", 0) + sum(c["rejected"] for c in chunks)
+            if len(done) >= total:
+                status = "processed"
+            elif failed:
+                status = "failed"
+            elif chunks:
+                status = "processing"
+        accepted = meta["accepted"] if meta["source"] == "api" else sum(c["accepted"] for c in done)
+        rejected = meta.get("rejected", 0) + sum(c["rejected"] for c in done)
         errors = list(meta.get("errors", []))
-        for chunk in chunks:
+        errors.extend({"location": f"chunk {c['chunk']}", "field": "-", "reason": c["reason"]}
+                      for c in chunks if "state" in c)
+        for chunk in done:
             errors.extend(chunk["errors"])
+        if status in IN_PROGRESS:
+            last = max([meta["received_ns"], *(c.get("processed_ns") or c.get("failed_ns") or 0 for c in chunks)])
+            idle_s = (self.clock() - last) // 1_000_000_000
+            if idle_s > self.settings.stalled_after_seconds:
+                errors.insert(0, {"location": "ingestion", "field": "-", "reason": (
+                    f"no progress for {idle_s} s while {status}: a function may have crashed; see the dead-letter "
+                    "queues (dlq list), and replay the file or send the request again")})
+                status = "stalled"
         out = {
             "ingestion_id": ingestion_id, "source": meta["source"], "status": status,
             "received_at": format_ns(meta["received_ns"]), "accepted": accepted, "rejected": rejected,
-            "chunks": {"total": total, "processed": len(chunks)},
+            "chunks": {"total": total, "processed": len(done), "failed": len(failed)},
             "errors": errors[: self.settings.max_errors],
         }
-        if chunks and status == "processed":
-            out["completed_at"] = format_ns(max(c["processed_ns"] for c in chunks))
+        if done and status == "processed":
+            out["completed_at"] = format_ns(max(c["processed_ns"] for c in done))
         if "object" in meta:
             out["object"] = meta["object"]
         return out

@@ -32,7 +32,11 @@ class Settings:
     event_bus_name: str = "default"
     event_source: str = "market-data.pipeline"
     report_batch_item_failures: bool = False
-    max_body_bytes: int = 6 * 1024 * 1024
+    # Lambda takes at most 6 MB per synchronous event, and API Gateway puts the body in the event as a JSON
+    # string, where one byte can take up to 6 (a control character becomes \u00XX). So a body of at most
+    # this size always reaches the function, which answers 202 or a 4xx, and a larger one that still fits
+    # gets the function's 413. (Bigger data goes through S3.)
+    max_body_bytes: int = 960 * 1024
     message_bytes: int = 240_000
     chunk_bytes: int = 4 * 1024 * 1024
     inline_chunk_bytes: int = 200_000
@@ -40,6 +44,19 @@ class Settings:
     max_errors: int = 20
     idempotency_ttl_seconds: int = 86_400
     max_windows_per_run: int = 20_000
+    # Bounds for any uploaded object, whatever it holds.
+    max_line_bytes: int = 1 << 20  # one CSV/NDJSON line; a longer line is that line's reject
+    max_object_bytes: int = 8 << 30  # an object's (inflated) size
+    gzip_max_ratio: int = 100  # inflated/compressed size, checked once an object inflates past gzip_ratio_floor
+    gzip_ratio_floor_bytes: int = 64 << 20
+    # SQS receives of a message before the queue's redrive policy moves it to the dead-letter queue
+    # (infra/definitions.MAX_RECEIVE_COUNT); the processor says so in the ingestion's status on the last one.
+    max_receive_count: int = 5
+    # An ingestion that made no progress for this long is reported as stalled, not as still running.
+    stalled_after_seconds: int = 6 * 3600
+    # Base URL of the API for the status_url of POST /ingest ("" = taken from API Gateway's own request
+    # context, or a path when there is none); never from the request's Host header.
+    api_base_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -63,6 +80,13 @@ class Settings:
             max_errors=int(env.get("MAX_ERRORS", d.max_errors)),
             idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds)),
             max_windows_per_run=int(env.get("MAX_WINDOWS_PER_RUN", d.max_windows_per_run)),
+            max_line_bytes=int(env.get("MAX_LINE_BYTES", d.max_line_bytes)),
+            max_object_bytes=int(env.get("MAX_OBJECT_BYTES", d.max_object_bytes)),
+            gzip_max_ratio=int(env.get("GZIP_MAX_RATIO", d.gzip_max_ratio)),
+            gzip_ratio_floor_bytes=int(env.get("GZIP_RATIO_FLOOR_BYTES", d.gzip_ratio_floor_bytes)),
+            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", d.max_receive_count)),
+            stalled_after_seconds=int(env.get("STALLED_AFTER_SECONDS", d.stalled_after_seconds)),
+            api_base_url=env.get("API_BASE_URL", d.api_base_url).rstrip("/"),
         )
 
     @classmethod

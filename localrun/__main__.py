@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = f"http://{args.host}:{args.emulator_port}"
     api_url = f"http://{args.host}:{args.api_port}"
     os.environ.update(stage_environment(args.stage, endpoint))
+    os.environ["API_BASE_URL"] = api_url  # the status_url of POST /ingest
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen] = []
     stop = threading.Event()

@@ -55,6 +55,13 @@ class MemoryStateStore:
     def put_chunk_result(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> None:
         self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
 
+    def record_chunk_failure(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> bool:
+        existing = self.chunk_results.get(ingestion_id, {}).get(chunk)
+        if existing is not None and "state" not in existing:
+            return False  # processed: a failure of a redundant delivery does not replace its result
+        self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
+        return True
+
     def get_ingestion_meta(self, ingestion_id: str) -> dict[str, Any] | None:
         return self.get_ingestion(ingestion_id)[0]
 
@@ -194,6 +201,12 @@ class MemoryDeadLetterQueue:
         # message id -> (body, receive count, sent_ns); dict order is arrival order, as SQS roughly is
         self.messages: dict[str, tuple[str, int, int]] = {}
         self.hidden: dict[str, str] = {}  # message id -> receipt of the receive that hides it
+
+    def send(self, bodies: Sequence[str]) -> int:
+        """What the processor does with a message no retry can help (the TickQueue side of the queue)."""
+        for body in bodies:
+            self.put(body)
+        return -(-len(bodies) // SQS_MAX_BATCH_ENTRIES)
 
     def put(self, body: str) -> str:
         self._next_id += 1

@@ -24,9 +24,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..domain.bars import Bar
-from ..domain.errors import TransientError
+from ..domain.errors import InvalidQuery, TransientError
 
 BATCH_WRITE_LIMIT = 25
+MAX_KEY_NS = 10**20 - 1
 HOUR_NS = 3_600 * 1_000_000_000
 MAX_ATTEMPTS = 10
 
@@ -48,6 +49,18 @@ def _bar_from_item(item: dict[str, Any], symbol: str, interval: str, start_ns: i
         trades=int(item["t"]["N"]), first_ns=int(item["f"]["N"]), last_ns=int(item["z"]["N"]),
         open_key=item["ok"]["S"], close_key=item["ck"]["S"],
     )
+
+
+def _time_range(first: int, last: int) -> tuple[str, str] | None:
+    """Sort keys for times [first, last] in ns, clamped to what a 20-digit key holds; None if empty.
+
+    DynamoDB refuses (ValidationException) a BETWEEN whose low bound sorts after its high bound, and a
+    negative number's key ("-000...") sorts before every other: such ranges never reach it.
+    """
+    first, last = max(first, 0), min(last, MAX_KEY_NS)
+    if first > last:
+        return None
+    return f"{first:020d}", f"{last:020d}"
 
 
 def _backoff(attempt: int) -> None:
@@ -79,7 +92,14 @@ class DynamoStateStore:
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         kwargs["TableName"] = self._table
         while True:
-            response = self._client.query(**kwargs)
+            try:
+                response = self._client.query(**kwargs)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ValidationException":
+                    raise
+                # Only a query built from a request's parameters can be invalid: the request's fault.
+                raise InvalidQuery(f"the query cannot be answered: {exc.response['Error'].get('Message', '')}") \
+                    from None
             yield from response.get("Items", [])
             last = response.get("LastEvaluatedKey")
             if not last:
@@ -119,6 +139,22 @@ class DynamoStateStore:
             TableName=self._table,
             Item={"pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}"}, "doc": {"S": json.dumps(doc)}},
         )
+
+    def record_chunk_failure(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> bool:
+        """Store a chunk's failure unless the chunk was processed (its result is never replaced by a failure
+        of a later, redundant delivery); returns whether it was stored."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={"pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}"},
+                      "doc": {"S": json.dumps(doc)}, "failed": {"BOOL": True}},
+                ConditionExpression="attribute_not_exists(pk) OR attribute_exists(failed)",
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
 
     def get_ingestion_meta(self, ingestion_id: str) -> dict[str, Any] | None:
         item = self._get(f"I#{ingestion_id}", "META")
@@ -190,12 +226,14 @@ class DynamoStateStore:
 
     def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
         """Partials of ``symbol`` in the minutes [first, last], each with its source chunk id."""
-        bars = []
+        bars: list[tuple[str, Bar]] = []
+        keys = _time_range(first_minute, last_minute)
+        if keys is None:
+            return bars
         for item in self._query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
             ExpressionAttributeValues={
-                ":pk": {"S": f"P#{symbol}"}, ":lo": {"S": f"{first_minute:020d}"},
-                ":hi": {"S": f"{last_minute:020d}~"},
+                ":pk": {"S": f"P#{symbol}"}, ":lo": {"S": keys[0]}, ":hi": {"S": keys[1] + "~"},
             },
             ConsistentRead=True,
         ):
@@ -206,12 +244,14 @@ class DynamoStateStore:
     def list_partial_minutes(self, symbol: str, first_minute: int, last_minute: int) -> list[int]:
         """The minutes in [first, last] that hold at least one partial of ``symbol`` (keys only are read)."""
         minutes: set[int] = set()
+        keys = _time_range(first_minute, last_minute)
+        if keys is None:
+            return []
         for item in self._query(
             KeyConditionExpression="pk = :pk AND #sk BETWEEN :lo AND :hi",
             ExpressionAttributeNames={"#sk": "sk"},
             ExpressionAttributeValues={
-                ":pk": {"S": f"P#{symbol}"}, ":lo": {"S": f"{first_minute:020d}"},
-                ":hi": {"S": f"{last_minute:020d}~"},
+                ":pk": {"S": f"P#{symbol}"}, ":lo": {"S": keys[0]}, ":hi": {"S": keys[1] + "~"},
             },
             ProjectionExpression="#sk",
             ConsistentRead=True,
@@ -283,13 +323,16 @@ class DynamoStateStore:
     ) -> tuple[list[tuple[Bar, int]], int | None]:
         """Bars (with revision) with start in [first_start, last_start], oldest first, and the next cursor."""
         lo = max(first_start, after + 1) if after is not None else first_start
+        out: list[tuple[Bar, int]] = []
+        keys = _time_range(lo, last_start)
+        if keys is None:
+            return out, None
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
             "ExpressionAttributeValues": {
-                ":pk": {"S": f"B#{symbol}#{interval}"}, ":lo": {"S": f"{lo:020d}"}, ":hi": {"S": f"{last_start:020d}"},
+                ":pk": {"S": f"B#{symbol}#{interval}"}, ":lo": {"S": keys[0]}, ":hi": {"S": keys[1]},
             },
         }
-        out: list[tuple[Bar, int]] = []
         for item in self._query(**kwargs):
             start = int(item["sk"]["S"])
             out.append((_bar_from_item(item, symbol, interval, start), int(item.get("rev", {"N": "1"})["N"])))

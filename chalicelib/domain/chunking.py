@@ -1,13 +1,20 @@
-"""Splitting a byte stream of text lines into line-aligned chunks, with line numbers.
+"""Reading a byte stream of text lines in bounded memory: line-aligned chunks with line numbers, over-long
+lines set aside, the first non-blank line, and gzip inflation under a size cap.
 
-Used on S3 objects: one streaming pass (constant memory) finds where each chunk starts and ends,
-so that processors can each read their own byte range and report rejects by file line number.
+Used on S3 objects: one streaming pass finds where each chunk starts and ends, so that processors can each
+read their own byte range and report rejects by file line number. Whatever the input (a 2 GiB line with
+no newline, a gzip bomb), memory stays within about ``target_bytes + 2 * max_line_bytes`` plus one block.
 """
 
 from __future__ import annotations
 
+import itertools
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+_BLANK = b" \t\r\n\x0b\x0c"
+INFLATE_STEP = 1 << 20  # bytes of output per zlib call, so one small block cannot inflate into gigabytes at once
 
 
 @dataclass(frozen=True)
@@ -19,32 +26,191 @@ class Chunk:
     end: int
     first_line: int
     data: bytes | None = None  # kept only when the caller asks (compressed sources cannot be range-read)
+    blank: bool = False  # only white space: nothing to parse
+
+
+@dataclass(frozen=True)
+class LongLine:
+    """Line ``number`` spans bytes [start, end) (its newline included) and is longer than the limit."""
+
+    number: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class FirstLine:
+    """The first line that is not blank: its number, its bytes without the line end, and where it ends."""
+
+    number: int
+    text: bytes
+    end: int  # stream offset just after its newline
+
+
+def _first_long_line(buffer: bytearray, limit: int) -> tuple[int, int | None] | None:
+    """Start and end (after its newline; None if the buffer ends inside it) of the first line in ``buffer``
+    longer than ``limit`` bytes (line end excluded); None when there is none so far.
+
+    A line longer than ``limit`` covers at least one whole aligned window of ``limit // 2`` bytes, so only
+    windows without a newline need a closer look: a handful of C-speed finds per megabyte.
+    """
+    half = max(1, limit // 2)
+    size = len(buffer)
+    window = 0
+    while window + half <= size:
+        if buffer.find(b"\n", window, window + half) >= 0:
+            window += half
+            continue
+        line_start = buffer.rfind(b"\n", 0, window) + 1
+        newline = buffer.find(b"\n", window + half)
+        line_end = size if newline < 0 else newline
+        if line_end - line_start > limit:
+            return line_start, None if newline < 0 else newline + 1
+        if newline < 0:
+            return None
+        window = newline + 1
+    return None
 
 
 def split_lines(
-    blocks: Iterable[bytes], target_bytes: int, keep_data: bool = False, start: int = 0, first_line: int = 1
-) -> Iterator[Chunk]:
-    """Yield chunks of about ``target_bytes`` (never splitting a line; a longer line makes a longer chunk).
+    blocks: Iterable[bytes], target_bytes: int, keep_data: bool = False, start: int = 0, first_line: int = 1,
+    max_line_bytes: int | None = None,
+) -> Iterator[Chunk | LongLine]:
+    """Yield chunks of about ``target_bytes`` (never splitting a line) and, between them, the lines longer
+    than ``max_line_bytes``, which are skipped without being buffered whole.
 
     ``start`` and ``first_line`` give the stream offset and line number of the first block's first byte.
+    Chunks are numbered from 0 in order; a line longer than ``target_bytes`` (but within the limit) makes
+    a longer chunk.
     """
-    buffer = bytearray()
+    buffer = bytearray()  # always begins at a line start, at stream offset ``start``, line ``line``
     line = first_line
     index = 0
-    for block in blocks:
-        buffer += block
+    skipping: int | None = None  # stream offset where the long line being skipped began
+
+    def cut(length: int) -> Chunk:
+        nonlocal buffer, start, line, index
+        piece = bytes(buffer[:length])
+        chunk = Chunk(index, start, start + length, line, piece if keep_data else None,
+                      blank=not piece.strip(_BLANK))
+        index += 1
+        line += piece.count(b"\n")
+        start += length
+        del buffer[:length]
+        return chunk
+
+    def full_chunks() -> Iterator[Chunk]:
         while len(buffer) >= target_bytes:
-            cut = buffer.rfind(b"\n", 0, target_bytes)
-            if cut < 0:
-                cut = buffer.find(b"\n", target_bytes)
-                if cut < 0:
-                    break  # one long line: wait for its end
-            piece = bytes(buffer[: cut + 1])
-            yield Chunk(index, start, start + len(piece), line, piece if keep_data else None)
-            index += 1
-            line += piece.count(b"\n")
-            start += len(piece)
-            del buffer[: cut + 1]
-    if buffer:
-        piece = bytes(buffer)
-        yield Chunk(index, start, start + len(piece), line, piece if keep_data else None)
+            end = buffer.rfind(b"\n", 0, target_bytes)
+            if end < 0:
+                end = buffer.find(b"\n", target_bytes)
+                if end < 0:
+                    return  # one line longer than the target: wait for its end
+            yield cut(end + 1)
+
+    for block in blocks:
+        if skipping is not None:
+            newline = block.find(b"\n")
+            if newline < 0:
+                start += len(block)
+                continue
+            start += newline + 1
+            yield LongLine(line, skipping, start)
+            line += 1
+            skipping = None
+            block = block[newline + 1 :]
+        buffer += block
+        while max_line_bytes is not None:
+            found = _first_long_line(buffer, max_line_bytes)
+            if found is None:
+                break
+            line_start, line_end = found
+            before = line_start  # the complete lines ahead of the long one go out as chunks first
+            while before > 0:
+                length = before
+                if before > target_bytes:
+                    newline = buffer.rfind(b"\n", 0, target_bytes)
+                    length = (newline if newline >= 0 else buffer.find(b"\n", target_bytes)) + 1
+                yield cut(length)
+                before -= length
+            if line_end is None:
+                skipping = start
+                start += len(buffer)
+                buffer.clear()
+                break
+            length = line_end - line_start
+            yield LongLine(line, start, start + length)
+            line += 1
+            start += length
+            del buffer[:length]
+        yield from full_chunks()
+    if skipping is not None:
+        yield LongLine(line, skipping, start)
+    elif buffer:
+        yield cut(len(buffer))
+
+
+def first_line(
+    blocks: Iterable[bytes], max_line_bytes: int, start: int = 0, number: int = 1
+) -> tuple[FirstLine | LongLine | None, Iterator[bytes]]:
+    """The first line that is not blank (skipping any number of blank lines in bounded memory), and the
+    stream after it. A line longer than ``max_line_bytes`` in its place comes back as a LongLine whose end
+    is only as far as reading went; None means the stream holds only blank lines."""
+    stream = iter(blocks)
+    buffer = bytearray()
+    for block in stream:
+        buffer += block
+        # Drop whole blank lines at the front; keep the line the first non-blank byte is on.
+        blank = len(buffer) - len(buffer.lstrip(_BLANK))
+        newline = buffer.rfind(b"\n", 0, blank)
+        if newline >= 0:
+            number += buffer.count(b"\n", 0, newline + 1)
+            start += newline + 1
+            del buffer[: newline + 1]
+            blank -= newline + 1
+        end = buffer.find(b"\n", blank)
+        if end < 0:
+            if len(buffer) > max_line_bytes:
+                return LongLine(number, start, start + len(buffer)), stream
+            continue
+        if end > max_line_bytes:
+            return LongLine(number, start, start + end + 1), stream
+        text = bytes(buffer[:end])
+        return FirstLine(number, text[:-1] if text.endswith(b"\r") else text, start + end + 1), \
+            itertools.chain([bytes(buffer[end + 1 :])], stream)
+    if buffer.strip(_BLANK):
+        return FirstLine(number, bytes(buffer), start + len(buffer)), iter(())
+    return None, iter(())
+
+
+class InflateLimit(ValueError):
+    """The inflated stream grew past the allowed size."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"inflates to more than {limit} bytes")
+        self.limit = limit
+
+
+def gunzip(blocks: Iterable[bytes], max_output: int | None = None) -> Iterator[bytes]:
+    """Inflate a gzip stream (concatenated members too), at most ``INFLATE_STEP`` bytes at a time.
+
+    Raises zlib.error for data that is not gzip or ends early, InflateLimit past ``max_output`` bytes.
+    """
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total = 0
+    for block in blocks:
+        data = block
+        while data:
+            out = inflater.decompress(data, INFLATE_STEP)
+            data = inflater.unconsumed_tail
+            if out:
+                total += len(out)
+                if max_output is not None and total > max_output:
+                    raise InflateLimit(max_output)
+                yield out
+            if inflater.eof:
+                data = inflater.unused_data  # the next member, if any
+                if data:
+                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if not inflater.eof:
+        raise zlib.error("the gzip stream is truncated")

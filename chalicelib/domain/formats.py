@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import RecordError
+from .text import show, strip_space
 from .ticks import Tick, tick_from_record
 
 # field -> ordered (alias, epoch unit) pairs; the first alias present in a header wins.
@@ -96,7 +97,7 @@ def text_lines(text: str) -> list[str]:
 
 
 def normalise_name(name: str) -> str:
-    return name.replace("\ufeff", "").strip().strip('"').lower().replace(" ", "_").replace("-", "_")
+    return strip_space(name.replace("\ufeff", "")).strip('"').lower().replace(" ", "_").replace("-", "_")
 
 
 def header_problem(column_map: ColumnMap, default_symbol: str | None) -> str | None:
@@ -112,33 +113,70 @@ def header_problem(column_map: ColumnMap, default_symbol: str | None) -> str | N
     return "header has no column for " + "; ".join(wanted)
 
 
+class _RepeatedKeys(dict):  # type: ignore[type-arg]
+    """A JSON object in which a key appears more than once (json.loads would silently keep the last)."""
+
+    __slots__ = ("repeated",)
+    repeated: list[str]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    flagged = _RepeatedKeys(obj)
+    seen: set[str] = set()
+    flagged.repeated = [k for k, _ in pairs if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+    return flagged
+
+
 def _json_loads(text: str, strict: bool = True) -> Any:
     # NaN/Infinity are not JSON: the strict dialect refuses the document, files reject the field that holds
     # one (so one bad record does not cost a file its good ones).
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant if strict else Decimal)
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant if strict else Decimal,
+                          object_pairs_hook=_json_object)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+    except ArithmeticError:  # decimal.InvalidOperation: a number Decimal cannot hold (1e99999999999999999999)
+        raise ValueError("a number is out of range") from None
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
-def _aliased(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Map a file's JSON record onto tick field names by the column aliases."""
-    lowered = {normalise_name(str(k)): v for k, v in record.items()}
+def _aliased(record: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, list[str]]:
+    """Map a file's JSON record onto tick field names by the column aliases.
+
+    Returns the mapped record, the epoch unit its timestamp key implies, and the keys that name a used
+    alias more than once once case and separators are ignored ("Price" and "price").
+    """
+    lowered: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    clashes: list[str] = []
+    for key, value in record.items():
+        name = normalise_name(str(key))
+        if name in lowered:
+            clashes.append(name)
+        lowered[name] = value
+        spelled.setdefault(name, str(key))
     out: dict[str, Any] = {}
     unit = None
+    used: set[str] = set()
     for tick_field, aliases in COLUMN_ALIASES.items():
         for alias, alias_unit in aliases:
             if alias in lowered:
                 out[tick_field] = lowered[alias]
+                used.add(alias)
                 if tick_field == "timestamp":
                     unit = alias_unit
                 break
-    out["__unit__"] = unit
-    return out
+    return out, unit, [spelled[name] for name in clashes if name in used]
+
+
+def _field_name(name: str) -> str:
+    return show(name, 64)[1:-1]
 
 
 @dataclass(frozen=True)
@@ -150,6 +188,11 @@ class ParseContext:
     default_symbol: str | None = None
     strict: bool = False
     max_errors: int = 20
+    max_line_chars: int = 1 << 20
+
+
+def long_line_error(where: str, limit: int) -> RecordError:
+    return RecordError(where, "-", f"is longer than the limit of {limit} bytes for one line (MAX_LINE_BYTES)")
 
 
 def parse_json_records(records: list[Any], ctx: ParseContext, location: str, first: int,
@@ -164,10 +207,17 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
     if not isinstance(record, dict):
         result.reject([RecordError(where, "-", f"expected a JSON object, got {type(record).__name__}")])
         return
+    if isinstance(record, _RepeatedKeys):
+        result.reject([RecordError(where, _field_name(k), "appears more than once in the object")
+                       for k in dict.fromkeys(record.repeated)])
+        return
     unit = None
     if not ctx.strict:
-        record = _aliased(record)
-        unit = record.pop("__unit__")
+        record, unit, clashes = _aliased(record)
+        if clashes:
+            result.reject([RecordError(where, _field_name(k), "is given more than once (names differ only in case "
+                                                              "or separators)") for k in clashes])
+            return
     tick, errors = tick_from_record(
         record, location=where, seq=seq, received_ns=ctx.received_ns,
         default_symbol=ctx.default_symbol, timestamp_unit=unit, strict_fields=ctx.strict,
@@ -181,7 +231,7 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
 def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
     """A JSON body: one tick object or an array of them. Records are numbered from 0."""
     result = ParseResult(max_errors=ctx.max_errors)
-    stripped = text.lstrip("\ufeff").strip()
+    stripped = strip_space(text.lstrip("\ufeff"))
     if not stripped:
         result.reject([RecordError("body", "-", "is empty")])
         return result
@@ -207,10 +257,13 @@ def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext)
     result = ParseResult(max_errors=ctx.max_errors)
     for offset, line in enumerate(lines):
         number = first_line + offset
-        text = line.strip().lstrip("\ufeff")
+        where = f"line {number}"
+        if len(line) > ctx.max_line_chars:
+            result.reject([long_line_error(where, ctx.max_line_chars)])
+            continue
+        text = strip_space(line.lstrip("\ufeff"))
         if not text:
             continue
-        where = f"line {number}"
         if "\ufffd" in text:
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
             continue
@@ -236,12 +289,15 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
     for offset, line in enumerate(lines):
         number = first_line + offset
         where = f"line {number}"
+        if len(line) > ctx.max_line_chars:
+            result.reject([long_line_error(where, ctx.max_line_chars)])
+            continue
         try:
             row = csv_cells(line)
         except CsvLineError as exc:
             result.reject([RecordError(where, "-", str(exc))])
             continue
-        if not row or (len(row) == 1 and not row[0].strip()):
+        if not row or (len(row) == 1 and not strip_space(row[0])):
             continue
         if "\ufffd" in line:
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
@@ -291,7 +347,7 @@ def csv_cells(line: str) -> list[str]:
 def header_cells(text: str) -> list[str] | None:
     """The cells of the first non-blank line of CSV text (None if there is none); CsvLineError if unreadable."""
     for line in text_lines(text.lstrip("\ufeff")):
-        if line.strip():
+        if strip_space(line):
             return csv_cells(line)
     return None
 
@@ -302,7 +358,7 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
     stripped = text.lstrip("\ufeff")
     lines = text_lines(stripped)
     leading = 0
-    while leading < len(lines) and not lines[leading].strip():
+    while leading < len(lines) and not strip_space(lines[leading]):
         leading += 1
     if leading == len(lines):
         result.reject([RecordError("body", "-", "is empty")])

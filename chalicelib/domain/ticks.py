@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from .errors import RecordError
+from .text import show, strip_space
 from .timefmt import MAX_FUTURE_NS, MIN_TIMESTAMP_NS, TimestampError, fast_timestamp, format_ns, parse_timestamp
 
 SYMBOL_RE = re.compile(r"[A-Za-z0-9._\-/:]{1,32}")
@@ -23,7 +24,6 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9._\-/: ]{1,64}")
 TICK_FIELDS = ("symbol", "price", "volume", "timestamp", "trade_id", "side", "exchange")
 TICK_FIELD_SET = frozenset(TICK_FIELDS)
 REQUIRED_FIELDS = ("symbol", "price", "volume")
-MAX_VALUE = Decimal("1e18")
 _VALID_SYMBOLS: set[str] = set()
 _CACHE_LIMIT = 100_000
 _MAX_INT_VALUE = 10**18
@@ -52,47 +52,84 @@ class FieldError(ValueError):
         self.reason = reason
 
 
+# A decimal as text: ASCII digits, one optional point, an optional exponent. Decimal() itself would also take
+# "1_000", Unicode digits and surrounding Unicode spaces.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?([0-9]+))?")
+_NON_FINITE = frozenset({"nan", "snan", "inf", "infinity"})
+_MAX_SCALE = 18  # decimal places kept exactly
+_MAX_INTEGER_DIGITS = 18
+
+
 def parse_decimal(field: str, raw: Any, *, allow_zero: bool) -> Decimal:
     if isinstance(raw, Decimal):
         value = raw
     elif isinstance(raw, bool) or raw is None:
-        raise FieldError(field, f"must be a number, got {_show(raw)}")
+        raise FieldError(field, f"must be a number, got {show(raw)}")
     elif isinstance(raw, int):
         value = Decimal(raw)
     elif isinstance(raw, str):
-        text = raw.strip()
-        if not text:
-            raise FieldError(field, "is empty")
-        try:
-            value = Decimal(text)
-        except InvalidOperation:
-            raise FieldError(field, f"is not a number: {_show(raw)}") from None
+        value = _decimal_from_text(field, raw)
     elif isinstance(raw, float):
         # Only reachable from callers that parsed JSON themselves; repr is the shortest exact round-trip.
         value = Decimal(repr(raw))
     else:
         raise FieldError(field, f"must be a number, got {type(raw).__name__}")
     if not value.is_finite():
-        raise FieldError(field, f"must be finite, got {_show(raw)}")
+        raise FieldError(field, f"must be finite, got {show(raw)}")
     if value < 0 or (value == 0 and not allow_zero):
-        raise FieldError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {_show(raw)}")
+        raise FieldError(field, f"must be {'>= 0' if allow_zero else '> 0'}, got {show(raw)}")
     if value == 0:
-        value = Decimal(0)  # no "-0" or "0E-8" in stored values
-    if value.adjusted() >= 18:
-        raise FieldError(field, f"is out of range (at most 18 digits before the point): {_show(raw)}")
+        return Decimal(0)  # no "-0" or "0E-8" in stored values
+    if value.adjusted() >= _MAX_INTEGER_DIGITS:
+        raise FieldError(field, f"is out of range (at most 18 digits before the point): {show(raw)}")
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -18:
-        raise FieldError(field, f"has more than 18 decimal places: {_show(raw)}")
+    if isinstance(exponent, int) and exponent < -_MAX_SCALE:
+        # Trailing zeros do not change the value ("1.000000000000000000000" is 1): drop what is not needed.
+        reduced = value.normalize()
+        reduced_exponent = reduced.as_tuple().exponent
+        if isinstance(reduced_exponent, int) and reduced_exponent < -_MAX_SCALE:
+            raise FieldError(
+                field, f"has more than 18 decimal places (trailing zeros aside), more than can be kept exactly: "
+                f"{show(raw)}"
+            )
+        value = reduced if isinstance(reduced_exponent, int) and reduced_exponent <= 0 else value.quantize(_ONE)
     return value
+
+
+_ONE = Decimal(1)
+
+
+def _decimal_from_text(field: str, raw: str) -> Decimal:
+    text = strip_space(raw)
+    if not text:
+        raise FieldError(field, "is empty")
+    match = _DECIMAL_TEXT.fullmatch(text)
+    if match is None:
+        if text.lower().lstrip("+-") in _NON_FINITE:
+            raise FieldError(field, f"must be finite, got {show(raw)}")
+        foreign = [c for c in text if not c.isascii()]
+        if "_" in text:
+            detail = " (digit separators '_' are not allowed)"
+        elif any(c.isdigit() or c.isnumeric() for c in foreign):
+            detail = " (only the digits 0-9 are digits)"
+        elif foreign:
+            detail = f" (contains the character {foreign[0]!r})"
+        else:
+            detail = ""
+        raise FieldError(field, f"is not a number: {show(raw)}{detail}")
+    exponent = match.group(1)
+    if exponent is not None and len(exponent.lstrip("0")) > 6:
+        raise FieldError(field, f"is out of range: {show(raw)}")
+    return Decimal(text)
 
 
 def parse_symbol(raw: Any) -> str:
     if not isinstance(raw, str):
-        raise FieldError("symbol", f"must be a string, got {_show(raw)}")
-    text = raw.strip()
+        raise FieldError("symbol", f"must be a string, got {show(raw)}")
+    text = strip_space(raw)
     if not SYMBOL_RE.fullmatch(text):
         raise FieldError(
-            "symbol", f"must be 1-32 letters, digits or . - _ / :, got {_show(raw)}"
+            "symbol", f"must be 1-32 letters, digits or . - _ / :, got {show(raw)}"
         )
     return text
 
@@ -101,12 +138,12 @@ def parse_token(field: str, raw: Any) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, (str, int)):
-        raise FieldError(field, f"must be a string, got {_show(raw)}")
-    text = str(raw).strip()
+        raise FieldError(field, f"must be a string, got {show(raw)}")
+    text = strip_space(str(raw))
     if not text:
         return None
     if not TOKEN_RE.fullmatch(text):
-        raise FieldError(field, f"must be 1-64 printable characters, got {_show(raw)}")
+        raise FieldError(field, f"must be 1-64 printable characters, got {show(raw)}")
     return text
 
 
@@ -173,6 +210,9 @@ def _plain_decimal(raw: Any) -> Decimal | None:
     elif kind is int:
         return Decimal(raw) if 0 <= raw < _MAX_INT_VALUE else None
     else:
+        return None
+    # isascii() first: isdigit() alone is true for "²", "١" and "１", which Decimal() then refuses or misreads.
+    if not text.isascii():
         return None
     point = text.find(".")
     if point < 0:
@@ -257,8 +297,3 @@ def tick_from_record(
     if errors or symbol is None or price is None or volume is None:
         return None, errors
     return Tick(symbol, price, volume, ts_ns, seq, trade_id, side, exchange), errors
-
-
-def _show(raw: Any) -> str:
-    text = repr(raw)
-    return text if len(text) <= 40 else text[:37] + "..."

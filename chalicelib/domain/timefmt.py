@@ -13,22 +13,30 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from .text import ascii_digits, show, strip_space
+
 NS_PER_S = 1_000_000_000
 UNIT_NS = {"s": NS_PER_S, "ms": 1_000_000, "us": 1_000, "ns": 1}
 MIN_TIMESTAMP_NS = calendar.timegm((1980, 1, 1, 0, 0, 0)) * NS_PER_S
 MAX_FUTURE_NS = 86_400 * NS_PER_S
+# Times that can be asked about: from the epoch to the last nanosecond a signed 64-bit count can hold
+# (2262-04-11T23:47:16.854775807Z); END_OF_TIME_NS is the exclusive end of that range.
+END_OF_TIME_NS = 2**63
 
+# re.ASCII: in a str pattern \d would match any Unicode digit, and int() would then read "١٢" as 12.
+# RFC 3339 allows a lower-case "t" and "z".
 _ISO_RE = re.compile(
     r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})"
-    r"(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
-    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?"
+    r"(?:[Tt ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?"
+    r"\s*(Z|z|UTC|[+-]\d{2}(?::?\d{2})?)?",
+    re.ASCII,
 )
-_NUMERIC_RE = re.compile(r"[+-]?\d+(?:\.\d*)?")
+_NUMERIC_RE = re.compile(r"[+-]?\d+(?:\.\d*)?", re.ASCII)
 
 
 _EPOCH_DATE = date(1970, 1, 1)
 _SECOND_CACHE: dict[str, int] = {}
-_ISO_TAIL = re.compile(r"(?:\.(\d{1,9}))?(Z|z|\+00:00)?")
+_ISO_TAIL = re.compile(r"(?:\.(\d{1,9}))?(Z|z|\+00:00)?", re.ASCII)
 
 
 class TimestampError(ValueError):
@@ -45,13 +53,12 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
         return _epoch_to_ns(Decimal(repr(raw)), unit)
     if not isinstance(raw, str):
         raise TimestampError(f"must be ISO 8601 or epoch number, got {type(raw).__name__}")
-    text = raw.strip()
+    text = strip_space(raw)
     if _NUMERIC_RE.fullmatch(text):
         return _epoch_to_ns(Decimal(text), unit)
     match = _ISO_RE.fullmatch(text)
     if not match:
-        shown = text if len(text) <= 40 else text[:37] + "..."
-        raise TimestampError(f"is not ISO 8601 or an epoch number: {shown!r}")
+        raise TimestampError(f"is not ISO 8601 or an epoch number: {show(text)}")
     year, month, day, hour, minute, second, frac, zone = match.groups()
     try:
         stamp = datetime(
@@ -60,7 +67,7 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
             tzinfo=UTC,
         )
     except ValueError as exc:
-        raise TimestampError(f"is not a valid date/time: {text!r} ({exc})") from None
+        raise TimestampError(f"is not a valid date/time: {show(text)} ({exc})") from None
     seconds = calendar.timegm(stamp.utctimetuple())
     ns = seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
     if zone and zone not in ("Z", "z", "UTC"):
@@ -101,7 +108,7 @@ def fast_timestamp(raw: Any, unit: str | None = None) -> int | None:
     if raw[19] == ".":
         end = len(raw) - 1 if raw[-1] in "Zz" else len(raw)
         digits = raw[20:end]
-        if 0 < len(digits) <= 9 and digits.isdigit():
+        if 0 < len(digits) <= 9 and ascii_digits(digits):
             return ns + int(digits) * 10 ** (9 - len(digits))
         tail = _ISO_TAIL.fullmatch(raw, 19)
         if tail is None:
@@ -112,10 +119,11 @@ def fast_timestamp(raw: Any, unit: str | None = None) -> int | None:
 
 
 def _iso_seconds(head: str) -> int | None:
-    """Epoch seconds of 'YYYY-MM-DDTHH:MM:SS' (or with a space), else None."""
-    if head[4] != "-" or head[7] != "-" or head[10] not in "T " or head[13] != ":" or head[16] != ":":
+    """Epoch seconds of 'YYYY-MM-DDTHH:MM:SS' (or with 't' or a space), else None."""
+    if head[4] != "-" or head[7] != "-" or head[10] not in "Tt " or head[13] != ":" or head[16] != ":":
         return None
-    if not (head[:4].isdigit() and head[11:13].isdigit() and head[14:16].isdigit() and head[17:19].isdigit()):
+    if not (head.isascii() and head[:4].isdigit() and head[5:7].isdigit() and head[8:10].isdigit()
+            and head[11:13].isdigit() and head[14:16].isdigit() and head[17:19].isdigit()):
         return None
     try:
         days = (date.fromisoformat(head[:10]) - _EPOCH_DATE).days

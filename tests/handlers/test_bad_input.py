@@ -474,5 +474,5 @@ def test_s3(stack: dict[str, Any], case: Case) -> None:
             ("processed", expected.accepted, rejected), ingestion
         assert_errors(ingestion["errors"], expected.errors)
         if expected.chunks is not None:
-            assert ingestion["chunks"] == {"total": expected.chunks, "processed": expected.chunks}
+            assert ingestion["chunks"] == {"total": expected.chunks, "processed": expected.chunks, "failed": 0}
     assert bars_of(stack, symbol_of(case.name)) == list(expected.bars)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import gzip
+import zlib
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain.chunking import Chunk, split_lines
+from chalicelib.domain.chunking import (
+    INFLATE_STEP,
+    Chunk,
+    FirstLine,
+    InflateLimit,
+    LongLine,
+    first_line,
+    gunzip,
+    split_lines,
+)
 
 line_text = st.text(alphabet=st.sampled_from("ab,1.9 é"), max_size=30)
 documents = st.builds(
@@ -107,3 +119,106 @@ def test_without_keep_data_only_offsets_are_returned() -> None:
 )
 def test_split_examples(document: bytes, target: int, expected: list[tuple[int, int, int]]) -> None:
     assert [(c.start, c.end, c.first_line) for c in split_lines([document], target)] == expected
+
+
+# ------------------------------------------------------------------ lines longer than the limit
+long_documents = st.builds(
+    lambda lines, final: b"\n".join(lines) + (b"\n" if final else b""),
+    st.lists(st.one_of(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"x")),
+                       st.integers(0, 90).map(lambda n: b"L" * n)), max_size=30),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), document=long_documents, target=st.integers(1, 64), limit=st.integers(1, 40),
+       start=st.integers(0, 100), first=st.integers(1, 100))
+def test_long_lines_are_set_aside_and_everything_else_is_chunked(
+    data: st.DataObject, document: bytes, target: int, limit: int, start: int, first: int
+) -> None:
+    blocks = data.draw(split_points(document))
+    parts = list(split_lines(blocks, target, keep_data=True, start=start, first_line=first, max_line_bytes=limit))
+
+    # The parts tile the input in order; chunks are numbered 0, 1, 2...
+    offset = start
+    for part in parts:
+        assert part.start == offset and part.end > part.start
+        offset = part.end
+    assert offset == start + len(document)
+    chunks = [p for p in parts if isinstance(p, Chunk)]
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+
+    # Exactly the lines longer than the limit are set aside, each with its own line number.
+    lines = document.split(b"\n")
+    if document.endswith(b"\n"):
+        lines.pop()
+    expected_long = [first + n for n, line in enumerate(lines) if len(line.rstrip(b"\r")) > limit
+                     and len(line) > limit]
+    assert [p.number for p in parts if isinstance(p, LongLine)] == expected_long
+    for chunk in chunks:
+        assert chunk.data == document[chunk.start - start : chunk.end - start]
+        assert chunk.first_line == first + document[: chunk.start - start].count(b"\n")
+        assert all(len(line) <= limit for line in (chunk.data or b"").split(b"\n"))
+        assert chunk.blank == (not (chunk.data or b"").strip())
+
+
+def test_a_line_without_end_is_skipped_in_bounded_memory() -> None:
+    def spaces() -> Iterator[bytes]:
+        yield b"a,1\n"
+        for _ in range(2048):  # 2 GiB of spaces, no newline, never held at once
+            yield b" " * (1 << 20)
+
+    parts = list(split_lines(spaces(), 4 << 20, max_line_bytes=1 << 20))
+    assert [(type(p).__name__, p.start, p.end) for p in parts] == [
+        ("Chunk", 0, 4), ("LongLine", 4, 4 + (2048 << 20))]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected", "rest"),
+    [
+        (b"", None, b""),
+        (b"\n\n \r\n\t\n", None, b""),
+        (b"symbol,price\nA,1\n", FirstLine(1, b"symbol,price", 13), b"A,1\n"),
+        (b"\n" * 5000 + b"symbol,price\r\nA,1\n", FirstLine(5001, b"symbol,price", 5014), b"A,1\n"),
+        (b"  \n  symbol\n", FirstLine(2, b"  symbol", 12), b""),
+        (b"\nsymbol", FirstLine(2, b"symbol", 7), b""),
+        (b"\n" + b"x" * 20 + b"\nA\n", LongLine(2, 1, 22), None),
+        (b"\n" + b"x" * 20, LongLine(2, 1, 21), None),
+    ],
+)
+def test_first_line(document: bytes, expected: object, rest: bytes | None) -> None:
+    for blocks in ([document], [bytes([b]) for b in document]):
+        found, stream = first_line(blocks, 16)
+        if isinstance(expected, LongLine):  # where its end is depends on how far the stream was read
+            assert isinstance(found, LongLine) and (found.number, found.start) == (expected.number, expected.start)
+            continue
+        assert found == expected
+        if rest is not None:
+            assert b"".join(stream) == rest
+
+
+def test_first_line_skips_a_gigabyte_of_blank_lines() -> None:
+    def blanks() -> Iterator[bytes]:
+        for _ in range(1024):
+            yield b"\n" * (1 << 20)
+        yield b"symbol,price\n"
+
+    found, _ = first_line(blanks(), 1 << 20)
+    assert found == FirstLine(1024 * (1 << 20) + 1, b"symbol,price", 1024 * (1 << 20) + 13)
+
+
+def test_gunzip_inflates_members_and_caps_the_output() -> None:
+    data = gzip.compress(b"a" * 5000) + gzip.compress(b"b" * 10)
+    assert b"".join(gunzip([data])) == b"a" * 5000 + b"b" * 10
+    assert b"".join(gunzip([bytes([b]) for b in data])) == b"a" * 5000 + b"b" * 10
+    with pytest.raises(InflateLimit, match="more than 4000 bytes"):
+        b"".join(gunzip([data], max_output=4000))
+    with pytest.raises(zlib.error, match="truncated"):
+        b"".join(gunzip([data[:-12]]))
+    with pytest.raises(zlib.error):
+        b"".join(gunzip([b"not gzip at all"]))
+
+
+def test_gunzip_of_a_bomb_never_holds_more_than_a_step() -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20), compresslevel=9)  # 64 MiB from about 64 KB
+    assert max(len(piece) for piece in gunzip([bomb])) <= INFLATE_STEP

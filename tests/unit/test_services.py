@@ -165,7 +165,7 @@ def test_ingest_formats_queue_every_tick_and_give_the_same_bars(encode: Any, con
             assert values(env.bars(symbol, interval)) == expected_bars(rows, symbol, interval), (symbol, interval)
     status = env.pipeline.ingestion_status(response["ingestion_id"])
     assert (status["status"], status["accepted"], status["rejected"]) == ("processed", len(rows), 0)
-    assert status["chunks"] == {"total": len(queued), "processed": len(queued)}
+    assert status["chunks"] == {"total": len(queued), "processed": len(queued), "failed": 0}
 
 
 def test_a_small_example_computed_by_hand(env: Env) -> None:

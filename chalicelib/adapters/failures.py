@@ -1,0 +1,29 @@
+"""Which exceptions are the infrastructure's: worth retrying, as opposed to a bug or a bad request.
+
+The services take this as a parameter (``Pipeline.transient``), so that they never import botocore.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..domain.errors import TransientError
+
+# Error codes AWS returns when a request may succeed if sent again later.
+RETRYABLE_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "RequestLimitExceeded", "ThrottlingException", "Throttling",
+    "ThrottledException", "TooManyRequestsException", "SlowDown", "RequestThrottled", "RequestTimeout",
+    "RequestTimeoutException", "InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable",
+    "TransactionInProgressException", "LimitExceededException", "KMSThrottlingException",
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for throttling, timeouts, connection failures and AWS's own 5xx errors."""
+    if isinstance(exc, (TransientError, BotoCoreError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in RETRYABLE_CODES or int(status or 0) >= 500
+    return False
