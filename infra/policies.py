@@ -39,9 +39,11 @@ class Grant:
     detail_type: str | None = None  # PutEvents only with the pipeline's source and this detail-type
 
 
-# The bucket is versioned from creation, so every read names a version (the S3 event's version-id, then the
-# one HeadObject returned): HeadObject/GetObject with a VersionId need s3:GetObjectVersion, not s3:GetObject.
-_READ_UPLOADS = Grant("ReadUploads", ("s3:GetObjectVersion",), OBJECTS)
+# Reads of an upload name its version (the S3 event's version-id, then the one HeadObject returned), and
+# HeadObject/GetObject with a VersionId need s3:GetObjectVersion. An object written before versioning was
+# enabled, or while it was suspended, has the version id "null": the code reads it without a VersionId
+# (chalicelib/adapters/s3.py), and that needs s3:GetObject. Both, for every function that reads uploads.
+_READ_UPLOADS = Grant("ReadUploads", ("s3:GetObject", "s3:GetObjectVersion"), OBJECTS)
 # "A key's newest version is its truth": ListObjectVersions (IAM: s3:ListBucketVersions, on the bucket).
 _LATEST_VERSION = Grant("FindLatestVersion", ("s3:ListBucketVersions",), BUCKET)
 _QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)

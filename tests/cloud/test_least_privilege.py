@@ -229,6 +229,17 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 object_created("incoming/t2.csv.gz", upload("incoming/t2.csv.gz", gzip.compress(rows.encode())))
                 process_queue()
                 aggregate()
+                # Written while versioning was suspended (as before it was first enabled): the object's version
+                # id is "null", and the code reads it without a VersionId, which IAM checks as s3:GetObject.
+                bucket, key = settings.bucket_name, "incoming/t3.csv"
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+                s3.put_object(Bucket=bucket, Key=key, Body=rows.replace("MSFT", "IBM").encode())
+                s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+                (written,) = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]
+                assert written["VersionId"] == "null"
+                object_created(key, written["VersionId"])
+                process_queue()
+                aggregate()
                 # A new version of the same key replaces the first: its bars are revised.
                 object_created("incoming/t.csv", upload("incoming/t.csv", rows.replace(",10", ",20").encode()))
                 process_queue()
@@ -239,10 +250,12 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     status = client.http.get(f"/ingestions/{ingestion_id}")
                     file_status = client.http.get(f"/ingestions/{replaced}")
                     symbols = client.http.get("/symbols")
+                    unversioned_bars = client.http.get("/bars?symbol=IBM&interval=1m")
                 assert [b["revision"] for b in json.loads(bars.body)["bars"]] == [2, 2, 2]
+                assert len(json.loads(unversioned_bars.body)["bars"]) == 3
                 assert json.loads(status.body)["status"] == "processed"
                 assert json.loads(file_status.body)["status"] == "superseded"
-                assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT"}
+                assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT", "IBM"}
                 published = [e["detail-type"] for e in map(json.loads, drain(names["events_queue_url"]))]
                 assert "BarsRevised" in published or any(
                     op == "PutEvents" and p["Entries"][0]["DetailType"] == "BarsRevised"
