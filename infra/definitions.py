@@ -126,7 +126,10 @@ class Stage:
         return f"{FUNCTION_BASENAMES.get(chalice_name, chalice_name)}-{self.name}"
 
     def chalice_function_name(self, chalice_name: str) -> str:
-        """The name `chalice deploy` gives the function (it cannot be configured: aws/chalice#1368)."""
+        """The name `chalice deploy` gives the function (it cannot be configured: aws/chalice#1368):
+        <app>-<stage>-<name>, except the API handler, which is plain <app>-<stage>."""
+        if chalice_name == API_HANDLER:
+            return f"{self.app_name}-{self.name}"
         return f"{self.app_name}-{self.name}-{chalice_name}"
 
     # -- settings -------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ EVENTS_DEAD_LETTER_QUEUE = "EventsDeadLetterQueue"
 ALARM_TOPIC = "AlarmTopic"
 ALARM_SUBSCRIPTION = "AlarmEmailSubscription"
 API_ACCESS_LOGS = "ApiAccessLogGroup"
+CHALICE_API_LOGS = "ChaliceApiHandlerLogGroup"  # resources stack only, see resources_template
 REST_API = "RestAPI"  # Chalice's
 SCHEDULE_FUNCTION_OFF = "ScheduleFunctionDeployed"
 HAS_ALARM_EMAIL = "HasAlarmEmail"
@@ -431,6 +432,18 @@ def merge_template(stage: Stage, events: AppEvents) -> dict[str, Any]:
     }
 
 
+def chalice_api_log_group(stage: Stage) -> dict[str, Any]:
+    """The log group of the API function `chalice deploy` creates. Chalice names the function <app>-<stage>
+    but the log group it creates for it (with log_retention_in_days) <app>-<stage>-api_handler, after a
+    function that does not exist (aws/chalice#2079): the function's real group gets its retention here."""
+    return {CHALICE_API_LOGS: {
+        "Type": "AWS::Logs::LogGroup",
+        "Properties": {"LogGroupName": f"/aws/lambda/{stage.chalice_function_name(API_HANDLER)}",
+                       "RetentionInDays": stage.log_retention_days, "Tags": stage.tag_list()},
+        "Metadata": {"checkov": {"skip": _log_group_skips()}},
+    }}
+
+
 def resources_template(stage: Stage) -> dict[str, Any]:
     """A plain CloudFormation stack of the stateful resources, for the `chalice deploy` path, where
     Chalice creates the functions, roles and API itself."""
@@ -442,7 +455,7 @@ def resources_template(stage: Stage) -> dict[str, Any]:
                            "AllowedPattern": r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$"},
         },
         "Conditions": {HAS_ALARM_EMAIL: {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}},
-        "Resources": {**storage(stage), **monitoring(stage)},
+        "Resources": {**storage(stage), **monitoring(stage), **chalice_api_log_group(stage)},
         "Outputs": {k: v for k, v in outputs(stage).items()
                     if k in ("bucketName", "tableArn", "ingestQueueUrl", "deadLetterQueueUrl",
                              "eventsDeadLetterQueueUrl", "alarmTopicArn")},
