@@ -42,6 +42,9 @@ MAX_RECEIVE_COUNT = 5
 QUEUE_RETENTION_SECONDS = 4 * 24 * 3600
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
 VISIBILITY_TIMEOUT_FACTOR = 6  # AWS guidance for Lambda consumers: at least 6x the function timeout
+# The SQS trigger's ScalingConfig.MaximumConcurrency (per stage in config.json, as sqs_maximum_concurrency of
+# the processor): how many processor instances a backlog may start. AWS accepts 2 to 1000.
+MAXIMUM_CONCURRENCY_RANGE = (2, 1000)
 
 # Chalice's own defaults, used when config.json says nothing.
 _DEFAULT_TIMEOUT = 60
@@ -69,6 +72,7 @@ class FunctionSettings:
     memory: int
     reserved_concurrency: int | None
     iam_policy_file: str | None
+    sqs_maximum_concurrency: int | None  # the SQS trigger's ScalingConfig.MaximumConcurrency
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class Stage:
     api_gateway_stage: str
     log_retention_days: int
     functions: dict[str, FunctionSettings]
+    queue_age_alarm_seconds: int  # alarm when the ingest queue's oldest message has waited this long
 
     # -- names the code reads (environment variables) ---------------------------------------------
     @property
@@ -141,6 +146,12 @@ class Stage:
     def visibility_timeout(self) -> int:
         return VISIBILITY_TIMEOUT_FACTOR * self.functions[PROCESSOR].timeout
 
+    @property
+    def processor_maximum_concurrency(self) -> int:
+        value = self.functions[PROCESSOR].sqs_maximum_concurrency
+        assert value is not None  # load_stage requires it
+        return value
+
     def tag_list(self) -> list[dict[str, str]]:
         return [{"Key": k, "Value": v} for k, v in self.tags.items()]
 
@@ -167,6 +178,7 @@ def _function_settings(config: dict[str, Any], stage: dict[str, Any], function: 
         memory=int(lookup("lambda_memory_size", _DEFAULT_MEMORY)),
         reserved_concurrency=lookup("reserved_concurrency", None),
         iam_policy_file=lookup("iam_policy_file", None),
+        sqs_maximum_concurrency=lookup("sqs_maximum_concurrency", None),
     )
 
 
@@ -189,6 +201,16 @@ def load_stage(name: str, config: dict[str, Any] | None = None) -> Stage:
         raise ValueError(f"stage {name!r} lacks tag(s) {', '.join(missing)} in config.json")
     if tags["Environment"] != name:
         raise ValueError(f"stage {name!r} is tagged Environment={tags['Environment']!r} in config.json")
+    functions = {fn: _function_settings(config, stage, fn) for fn in CHALICE_FUNCTIONS}
+    low, high = MAXIMUM_CONCURRENCY_RANGE
+    concurrency = functions[PROCESSOR].sqs_maximum_concurrency
+    if not isinstance(concurrency, int) or not low <= concurrency <= high:
+        raise ValueError(f"stage {name!r}: set lambda_functions.{PROCESSOR}.sqs_maximum_concurrency in config.json "
+                         f"to a whole number from {low} to {high} (it is {concurrency!r})")
+    alarm_seconds = stage.get("queue_age_alarm_seconds", config.get("queue_age_alarm_seconds"))
+    if not isinstance(alarm_seconds, int) or alarm_seconds < 60:
+        raise ValueError(f"stage {name!r}: set queue_age_alarm_seconds in config.json to at least 60 "
+                         f"(it is {alarm_seconds!r})")
     return Stage(
         name=name,
         app_name=config["app_name"],
@@ -196,7 +218,8 @@ def load_stage(name: str, config: dict[str, Any] | None = None) -> Stage:
         tags=tags,
         api_gateway_stage=str(stage.get("api_gateway_stage", config.get("api_gateway_stage", "api"))),
         log_retention_days=int(stage.get("log_retention_in_days", config.get("log_retention_in_days", 0))),
-        functions={fn: _function_settings(config, stage, fn) for fn in CHALICE_FUNCTIONS},
+        functions=functions,
+        queue_age_alarm_seconds=alarm_seconds,
     )
 
 

@@ -39,6 +39,7 @@ QUEUE = "IngestQueue"
 DEAD_LETTER_QUEUE = "IngestDeadLetterQueue"
 EVENTS_DEAD_LETTER_QUEUE = "EventsDeadLetterQueue"
 ALARM_TOPIC = "AlarmTopic"
+QUEUE_AGE_ALARM = "IngestQueueAgeAlarm"
 ALARM_SUBSCRIPTION = "AlarmEmailSubscription"
 API_ACCESS_LOGS = "ApiAccessLogGroup"
 CHALICE_API_LOGS = "ChaliceApiHandlerLogGroup"  # resources stack only, see resources_template
@@ -97,14 +98,14 @@ def _queue_arn(name: str) -> dict[str, Any]:
     return {"Fn::Sub": "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + name}
 
 
-def _alarm(stage: Stage, name: str, description: str, metric: dict[str, Any]) -> dict[str, Any]:
+def _alarm(stage: Stage, name: str, description: str, metric: dict[str, Any], threshold: int = 1) -> dict[str, Any]:
     return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {
             "AlarmName": f"{stage.app_name}-{stage.name}-{name}",
             "AlarmDescription": description,
             **metric,
-            "Period": ALARM_PERIOD_SECONDS, "EvaluationPeriods": 1, "Threshold": 1,
+            "Period": ALARM_PERIOD_SECONDS, "EvaluationPeriods": 1, "Threshold": threshold,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching",
             "AlarmActions": [{"Ref": ALARM_TOPIC}], "OKActions": [{"Ref": ALARM_TOPIC}],
             "Tags": stage.tag_list(),
@@ -210,7 +211,8 @@ def storage(stage: Stage) -> dict[str, Any]:
 
 
 def monitoring(stage: Stage) -> dict[str, Any]:
-    """The alarm topic and the dead-letter alarms (function alarms are in function_overrides)."""
+    """The alarm topic, the dead-letter alarms and the backlog alarm (function alarms are in
+    function_overrides)."""
     resources: dict[str, Any] = {
         ALARM_TOPIC: {
             "Type": "AWS::SNS::Topic",
@@ -234,6 +236,16 @@ def monitoring(stage: Stage) -> dict[str, Any]:
             {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible", "Statistic": "Maximum",
              "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id, "QueueName"]}}]},
         )
+    # The trigger's maximum concurrency caps how fast a backlog drains: say so when ticks wait too long.
+    minutes = stage.queue_age_alarm_seconds / 60
+    resources[QUEUE_AGE_ALARM] = _alarm(
+        stage, f"{QUEUE}-oldest-message",
+        f"A message in the ingest queue has waited {minutes:g} minutes or more: processing is behind "
+        f"(at most {stage.processor_maximum_concurrency} processors run at once) or failing.",
+        {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage", "Statistic": "Maximum",
+         "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [QUEUE, "QueueName"]}}]},
+        threshold=stage.queue_age_alarm_seconds,
+    )
     return resources
 
 
@@ -261,6 +273,9 @@ def _function_properties(stage: Stage, function: str, events: AppEvents) -> dict
         properties["Events"] = {"DataProcessorSqsEventSource": {"Properties": {
             "Queue": {"Fn::Sub": f"${{{QUEUE}.Arn}}"},  # replaces the value of Chalice's Fn::Sub
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            # A backlog starts at most this many processors: it cannot take the account's concurrency, nor
+            # the table's capacity, from everything else.
+            "ScalingConfig": {"MaximumConcurrency": stage.processor_maximum_concurrency},
         }}}
         # The handler reports item failures only when told the trigger reads them (handlers.on_sqs_batch).
         properties["Environment"] = {"Variables": {"REPORT_BATCH_ITEM_FAILURES": "true"}}

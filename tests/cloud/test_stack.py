@@ -107,6 +107,45 @@ def test_queue_has_an_encrypted_dead_letter_queue_and_a_long_enough_visibility_t
     assert processor["Environment"]["Variables"]["REPORT_BATCH_ITEM_FAILURES"] == "true"
 
 
+def test_a_backlog_starts_no_more_processors_than_the_stage_allows(stack: Packaged) -> None:
+    stage = load_stage(stack.stage)
+    (trigger,) = props(stack, "DataProcessor")["Events"].values()
+    assert trigger["Properties"]["ScalingConfig"] == {"MaximumConcurrency": stage.processor_maximum_concurrency}
+    assert 2 <= stage.processor_maximum_concurrency <= 1000  # what AWS accepts
+
+
+def test_production_may_run_more_processors_than_dev() -> None:
+    dev, prod = (load_stage(s).processor_maximum_concurrency for s in ("dev", "prod"))
+    assert dev < prod
+
+
+@pytest.mark.parametrize("value", [None, 1, 1001, "5"])
+def test_each_stage_must_bound_the_processor_with_a_value_aws_accepts(value: object) -> None:
+    config = definitions.read_config()
+    processor = config["stages"]["dev"]["lambda_functions"]["DataProcessor"]
+    processor.pop("sqs_maximum_concurrency")
+    if value is not None:
+        processor["sqs_maximum_concurrency"] = value
+    with pytest.raises(ValueError, match="sqs_maximum_concurrency"):
+        load_stage("dev", config)
+
+
+def test_a_message_waiting_too_long_in_the_ingest_queue_raises_an_alarm(stack: Packaged) -> None:
+    stage = load_stage(stack.stage)
+    for template in (stack.template, json.loads(stack.resources_path.read_text())):  # both deploy paths
+        resources = deployed(template)
+        queue_id, _ = single(of_type(resources, "AWS::SQS::Queue"), QueueName=stage.queue_name)
+        (topic,) = of_type(resources, "AWS::SNS::Topic")
+        (alarm,) = [a["Properties"] for a in of_type(resources, "AWS::CloudWatch::Alarm").values()
+                    if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"]
+        assert alarm["Namespace"] == "AWS/SQS" and alarm["Statistic"] == "Maximum"
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+        assert alarm["Threshold"] == stage.queue_age_alarm_seconds
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic}]
+    assert stage.queue_age_alarm_seconds == 15 * 60  # config.json, both stages
+
+
 # -- EventBridge rules -----------------------------------------------------------------------------------
 
 def test_aggregator_runs_on_the_5_minute_schedule_and_on_the_processors_events(stack: Packaged) -> None:

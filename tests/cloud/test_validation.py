@@ -96,6 +96,8 @@ def test_the_deployed_api_stage_and_functions(validated: dict[str, Validated], s
     assert all(f["Properties"]["TracingConfig"] == {"Mode": "Active"} for f in functions.values())
     (mapping,) = of_type(resources, "AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": load_stage(stage).processor_maximum_concurrency}
     rules = of_type(resources, "AWS::Events::Rule")
     targets = {r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["Properties"] for r in rules.values()}
     assert len(rules) == 3
