@@ -56,5 +56,12 @@ $(LINT_STAMP): requirements-lint.txt
 policies: $(STAMP)
 	$(PY) -m infra.build --write-policies
 
+## deploy: `chalice deploy --stage $(STAGE)`, guarded: stops when the processor's queue has an event source mapping
+## Chalice's deployed state does not know (a deploy that failed half-way leaves one; ARGS=--repair deletes it,
+## ARGS=--check only checks), then sets the trigger's maximum concurrency from config.json
+.PHONY: deploy
+deploy: $(STAMP)
+	$(PY) -m infra.deploy --stage $(STAGE) $(ARGS)
+
 clean:
 	rm -rf $(VENV) $(LINT_VENV) .pytest_cache .hypothesis dist
