@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import codecs
 import hashlib
 import itertools
 import json
@@ -39,6 +38,7 @@ from .domain.formats import (
     CsvLineError,
     ParseContext,
     ParseResult,
+    binary_format,
     detect_format,
     header_cells,
     header_problem,
@@ -170,21 +170,6 @@ def _sniff(blocks: Iterable[bytes]) -> bytes:
     return sampler.sample()
 
 
-def _looks_binary(head: bytes) -> bool:
-    """Whether a file's first bytes are binary data rather than text with a damaged row: NUL bytes in its
-    first line, or NUL bytes in a head that is not UTF-8. (A NUL further down a text file is that row's
-    reject, wherever the row is.)"""
-    if b"\x00" not in head:
-        return False
-    if b"\x00" in head.split(b"\n", 1)[0]:
-        return True
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at the end is fine
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
 def _describe(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
@@ -308,7 +293,8 @@ class Pipeline:
         return response
 
     def _parse_body(self, text: str, fmt: str, received_ns: int) -> ParseResult:
-        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self.settings.max_errors)
+        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self.settings.max_errors,
+                           max_line_chars=self.settings.max_line_bytes)
         if fmt == "json":
             parsed = parse_json_document(text, ctx)
         elif fmt == "ndjson":
@@ -462,8 +448,9 @@ class Pipeline:
         fmt = detect_format(key, info.content_type, head)
         if fmt is None:
             raise FileRejected("unsupported file type (use .csv, .ndjson, .jsonl or .json, optionally .gz)")
-        if _looks_binary(head):
-            raise FileRejected("the file is not text (it contains NUL bytes)")
+        binary = binary_format(head)
+        if binary is not None:
+            raise FileRejected(f"the file is not text: it is {binary}")
         base: dict[str, Any] = {
             "ingestion_id": ingestion_id, "rank": f"{received_ns:020d}:{ingestion_id}",
             "received_ns": received_ns, "bucket": bucket, "key": key, "version_id": version,
@@ -671,7 +658,7 @@ class Pipeline:
             ]
             return ticks, ParseResult()
         ctx = ParseContext(received_ns=message.received_ns, default_symbol=message.default_symbol,
-                           max_errors=self.settings.max_errors)
+                           max_errors=self.settings.max_errors, max_line_chars=self.settings.max_line_bytes)
         if isinstance(message, ObjectMessage):
             raw = self.objects.read_all(message.bucket, message.key, message.version_id)
             if message.gzip:

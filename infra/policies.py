@@ -23,6 +23,7 @@ OBJECTS = "objects"
 QUEUE = "queue"
 EVENT_BUS = "event-bus"
 EVENTS_DLQ = "events-dlq"
+INGEST_DLQ = "ingest-dlq"
 LOG_GROUP = "log-group"
 ANY = "any"
 
@@ -74,6 +75,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         _READ_UPLOADS,
         Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), TABLE),
         Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
+        # A message no retry can help (not the pipeline's, or a bug) goes to the dead-letter queue at once.
+        Grant("SetAside", ("sqs:GetQueueUrl", "sqs:SendMessage"), INGEST_DLQ),
         Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
     ),
     # Dirty markers, partials and bars (Query), bars (BatchWriteItem put/delete), markers (DeleteItem),
@@ -120,13 +123,14 @@ def event_bus_name(stage: Stage) -> str:
 
 def packaged_policy(stage: Stage, function: str, refs: dict[str, str]) -> dict[str, Any]:
     """The policy for the packaged stack. refs maps resource kinds to the stack's logical IDs
-    (TABLE, BUCKET, QUEUE, EVENTS_DLQ, LOG_GROUP)."""
+    (TABLE, BUCKET, QUEUE, EVENTS_DLQ, INGEST_DLQ, LOG_GROUP)."""
     resources = {
         TABLE: {"Fn::GetAtt": [refs[TABLE], "Arn"]},
         BUCKET: {"Fn::GetAtt": [refs[BUCKET], "Arn"]},
         OBJECTS: {"Fn::Sub": f"${{{refs[BUCKET]}.Arn}}/*"},
         QUEUE: {"Fn::GetAtt": [refs[QUEUE], "Arn"]},
         EVENTS_DLQ: {"Fn::GetAtt": [refs[EVENTS_DLQ], "Arn"]},
+        INGEST_DLQ: {"Fn::GetAtt": [refs[INGEST_DLQ], "Arn"]},
         LOG_GROUP: {"Fn::GetAtt": [refs[LOG_GROUP], "Arn"]},
         EVENT_BUS: {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/"
                                + event_bus_name(stage)},
@@ -142,6 +146,7 @@ def chalice_deploy_policy(stage: Stage, function: str) -> dict[str, Any]:
         BUCKET: f"arn:aws:s3:::{stage.bucket_name}",
         OBJECTS: f"arn:aws:s3:::{stage.bucket_name}/*",
         QUEUE: f"arn:aws:sqs:*:*:{stage.queue_name}",
+        INGEST_DLQ: f"arn:aws:sqs:*:*:{stage.dead_letter_queue_name}",
         EVENT_BUS: f"arn:aws:events:*:*:event-bus/{event_bus_name(stage)}",
         LOG_GROUP: f"arn:aws:logs:*:*:log-group:/aws/lambda/{stage.chalice_function_name(function)}:*",
         ANY: "*",

@@ -308,7 +308,7 @@ def function_overrides(stage: Stage, events: AppEvents) -> dict[str, Any]:
     """Names, triggers, dead letters, roles, log groups, error metrics and alarms of each function."""
     resources: dict[str, Any] = {}
     refs = {policies.TABLE: TABLE, policies.BUCKET: BUCKET, policies.QUEUE: QUEUE,
-            policies.EVENTS_DLQ: EVENTS_DEAD_LETTER_QUEUE}
+            policies.EVENTS_DLQ: EVENTS_DEAD_LETTER_QUEUE, policies.INGEST_DLQ: DEAD_LETTER_QUEUE}
     for function in DEPLOYED_FUNCTIONS:
         fid, rid, lid = function_id(function), role_id(function), log_group_id(function)
         name = stage.function_name(function)

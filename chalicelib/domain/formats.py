@@ -146,33 +146,32 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
-def _aliased(record: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, list[str]]:
+def _aliased(record: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, list[RecordError]]:
     """Map a file's JSON record onto tick field names by the column aliases.
 
-    Returns the mapped record, the epoch unit its timestamp key implies, and the keys that name a used
-    alias more than once once case and separators are ignored ("Price" and "price").
+    Returns the mapped record, the epoch unit its timestamp key implies, and what makes it ambiguous: a
+    used alias given under several spellings once case and separators are ignored ("Price", "price").
     """
     lowered: dict[str, Any] = {}
-    spelled: dict[str, str] = {}
-    clashes: list[str] = []
+    spellings: dict[str, list[str]] = {}
     for key, value in record.items():
         name = normalise_name(str(key))
-        if name in lowered:
-            clashes.append(name)
         lowered[name] = value
-        spelled.setdefault(name, str(key))
+        spellings.setdefault(name, []).append(str(key))
     out: dict[str, Any] = {}
     unit = None
-    used: set[str] = set()
+    clashes: list[RecordError] = []
     for tick_field, aliases in COLUMN_ALIASES.items():
         for alias, alias_unit in aliases:
             if alias in lowered:
                 out[tick_field] = lowered[alias]
-                used.add(alias)
+                if len(spellings[alias]) > 1:
+                    named = " and ".join(repr(k) for k in spellings[alias][:3])
+                    clashes.append(RecordError("", tick_field, f"is given more than once (as {named})"))
                 if tick_field == "timestamp":
                     unit = alias_unit
                 break
-    return out, unit, [spelled[name] for name in clashes if name in used]
+    return out, unit, clashes
 
 
 def _field_name(name: str) -> str:
@@ -215,8 +214,7 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
     if not ctx.strict:
         record, unit, clashes = _aliased(record)
         if clashes:
-            result.reject([RecordError(where, _field_name(k), "is given more than once (names differ only in case "
-                                                              "or separators)") for k in clashes])
+            result.reject([RecordError(where, c.field, c.reason[:200]) for c in clashes])
             return
     tick, errors = tick_from_record(
         record, location=where, seq=seq, received_ns=ctx.received_ns,
@@ -374,6 +372,29 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
         result.reject([RecordError(f"line {leading + 1}", "header", problem)])
         return result
     return parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)
+
+
+# What common binary files begin with. Anything else is read as text, line by line: a line that is not text
+# is that line's reject, so a damaged line never costs a file its good ones.
+BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one)"),
+    (b"PK\x05\x06", "an empty ZIP archive"), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (.xls)"),
+    (b"PAR1", "a Parquet file"), (b"ARROW1", "an Arrow file"), (b"Obj\x01", "an Avro file"),
+    (b"SQLite format 3\x00", "an SQLite database"), (b"\x1f\x8b", "gzip-compressed (name it ....gz)"),
+    (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"\x7fELF", "a program (ELF)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text (save it as UTF-8)"), (b"\x00\x00\xfe\xff", "UTF-32 text (save it as UTF-8)"),
+    (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"), (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
+)
+
+
+def binary_format(head: bytes) -> str | None:
+    """What binary format a file's first bytes are, or None when they may be text."""
+    for signature, name in BINARY_SIGNATURES:
+        if head.startswith(signature):
+            return name
+    return None
 
 
 def detect_format(name: str, content_type: str | None, head: bytes) -> str | None:

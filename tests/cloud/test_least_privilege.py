@@ -199,8 +199,8 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     with as_function("DataIngestion"):
                         return client.lambda_.invoke("DataIngestion", event).payload
 
-                def process_queue() -> None:
-                    bodies = drain(names["queue_url"])
+                def process_queue(extra: tuple[str, ...] = ()) -> None:
+                    bodies = drain(names["queue_url"]) + list(extra)
                     assert bodies
                     for i in range(0, len(bodies), 10):
                         event = client.events.generate_sqs_event(bodies[i:i + 10], queue_name=settings.queue_name)
@@ -227,7 +227,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 replaced = object_created("incoming/t.csv", first_version)["ingestion_id"]
                 object_created("incoming/t.csv", first_version)
                 object_created("incoming/t2.csv.gz", upload("incoming/t2.csv.gz", gzip.compress(rows.encode())))
-                process_queue()
+                process_queue(extra=("{not a pipeline message",))  # set aside: sent to the dead-letter queue
                 aggregate()
                 # Written while versioning was suspended (as before it was first enabled): the object's version
                 # id is "null", and the code reads it without a VersionId, which IAM checks as s3:GetObject.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,13 @@ def gz_csv(*rows: str) -> bytes:
     return gzip.compress(lines("symbol,price,volume,timestamp", *rows))
 
 
+def gzip_stream(block: bytes, repeat: int) -> bytes:
+    """``block`` * ``repeat``, gzipped without ever holding the inflated whole."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [deflate.compress(block) for _ in range(repeat)]
+    return b"".join(out) + deflate.flush()
+
+
 def big_csv(name: str) -> tuple[bytes, int, tuple[int, ...]]:
     """Over 10 MB of CSV with bad rows at the first data line, mid-file (another S3 chunk) and the last line.
 
@@ -125,6 +133,8 @@ BIG, BIG_ROWS, BIG_BAD = big_csv("big_10mb")
 GARBAGE = bytes(range(255, -1, -1)) * 12  # every byte value, NUL and invalid UTF-8 included
 BINARY = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + GARBAGE  # no NUL in its first "line"
 XLSX = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + GARBAGE  # NULs in the first line
+BOMB_SPACES = gzip_stream(b" " * MB, 160)  # 160 MiB of spaces and no newline, from about 160 KB
+BOMB_NEWLINES = gzip_stream(b"\n" * MB, 160)
 GOOD_GZ = gz_csv(*[f"TRUNCATED_GZIP,{100 + i},1,{TS}" for i in range(200)])
 
 CASES: list[Case] = [
@@ -304,6 +314,14 @@ CASES: list[Case] = [
          s3=S3(file_reject="the file is not text")),
     Case("xlsx_as_ndjson", XLSX, NDJSON, ".ndjson", errors=(Err("byte 14", "-", "body is not valid UTF-8"),),
          s3=S3(file_reject="the file is not text")),
+    Case("utf16_csv", lines("symbol,price,volume", "UTF16_CSV,100.5,10").decode().encode("utf-16"), CSV, ".csv",
+         errors=(Err("byte 0", "-", "body is not valid UTF-8"),), s3=S3(file_reject="UTF-16 text (save it as UTF-8)")),
+    Case("parquet_as_csv", b"PAR1\x15\x04\x15\x10" + GARBAGE, CSV, ".csv",
+         errors=(Err("byte 8", "-", "body is not valid UTF-8"),), s3=S3(file_reject="a Parquet file")),
+    # binary junk as the first line of a text file is that line's reject, not the file's
+    Case("ndjson_junk_first_line", b"\x00\x01\x02junk\n" + lines(*[good_json("ndjson_junk_first_line")] * 2), NDJSON,
+         ".ndjson", errors=(Err("line 1", "-", "invalid JSON"),),
+         s3=S3(accepted=2, errors=(Err("line 1", "-", "invalid JSON"),), bars=(("100.5", "20"),))),
     Case("corrupt_gzip", b"\x1f\x8b\x08\x00 this is not really gzip", "application/gzip", ".csv.gz", status=415,
          message="application/gzip", s3=S3(file_reject="the file is not valid gzip")),
     Case("truncated_gzip", GOOD_GZ[:-30], "application/gzip", ".csv.gz", status=415, message="application/gzip",
@@ -314,6 +332,83 @@ CASES: list[Case] = [
          s3=S3(accepted=2, errors=(Err("line 3", "price", "must be > 0"),), bars=(("100.5", "20"),))),
     Case("tsv_file", lines("symbol\tprice\tvolume", "TSV_FILE\t100.5\t10"), "text/tab-separated-values", ".tsv",
          status=415, message="text/tab-separated-values", s3=S3(file_reject="unsupported file type")),
+    # ---- characters Python reads as digits or spaces, which the pipeline does not --------------------
+    # str.isdigit() is true for all of these; Decimal()/int() refuse some and misread others.
+    bad_record("price_superscript", '"price": "\u00b2", "volume": 1', "price", "only the digits 0-9 are digits"),
+    bad_record("volume_circled", '"price": 1, "volume": "\u2460"', "volume", "only the digits 0-9 are digits"),
+    bad_record("price_arabic_indic", '"price": "\u0661\u0662\u0663", "volume": 1', "price",
+               "only the digits 0-9 are digits"),
+    bad_record("price_fullwidth", '"price": "\uff11\uff12", "volume": 1', "price", "only the digits 0-9 are digits"),
+    bad_record("price_underscore", '"price": "1_000", "volume": 1', "price", "digit separators '_' are not allowed"),
+    bad_record("price_nbsp", '"price": "\u00a0100", "volume": 1', "price", "contains the character"),
+    bad_record("price_exponent_huge", '"price": "1e99999999999999999999", "volume": 1', "price", "is out of range"),
+    bad_record("price_20_decimals", '"price": "1.00000000000000000001", "volume": 1', "price",
+               "more than 18 decimal places (trailing zeros aside)"),
+    bad_record("ts_superscript", '"price": 1, "volume": 1, "timestamp": "2024-03-08T1\u00b2:00:00Z"', "timestamp",
+               "is not ISO 8601 or an epoch number"),
+    bad_record("ts_arabic_epoch", '"price": 1, "volume": 1, "timestamp": "\u0661\u0667\u0661\u0669"', "timestamp",
+               "is not ISO 8601 or an epoch number"),
+    bad_record("ts_fullwidth_year", '"price": 1, "volume": 1, "timestamp": "\uff12\uff10\uff12\uff14-07-01"',
+               "timestamp", "is not ISO 8601 or an epoch number"),
+    bad_record("ts_em_space", '"price": 1, "volume": 1, "timestamp": "\u20031719878281"', "timestamp",
+               "is not ISO 8601 or an epoch number"),
+    bad_record("trade_id_superscript", '"price": 1, "volume": 1, "trade_id": "\u00b9\u00b2"', "trade_id",
+               "must be 1-64 printable characters"),
+    # a key twice: JSON parsers keep the last silently; here the record is refused, naming the key
+    bad_record("duplicate_key", '"price": 1, "price": 2, "volume": 1', "price", "appears more than once"),
+    # a number no Decimal can hold: the JSON cannot be read (REST: the body; a file: the document)
+    Case("json_number_out_of_range",
+         f'[{good_json("json_number_out_of_range")}, {{"symbol": "X", "price": 1e99999999999999999999, '
+         '"volume": 1}]'.encode(), errors=(Err("body", "-", "a number is out of range"),),
+         s3=S3(errors=(Err("body", "-", "a number is out of range"),))),
+    Case("ndjson_number_out_of_range",
+         lines(good_json("ndjson_number_out_of_range"),
+               '{"symbol": "NDJSON_NUMBER_OUT_OF_RANGE", "price": 1e99999999999999999999, "volume": 1}'),
+         NDJSON, ".ndjson", errors=(Err("line 2", "-", "a number is out of range"),),
+         s3=S3(accepted=1, errors=(Err("line 2", "-", "a number is out of range"),), bars=ONE_BAR)),
+    Case("csv_superscript_price", lines("symbol,price,volume,timestamp", *[f"CSV_SUPERSCRIPT_PRICE,100.5,1,{TS}"] * 5,
+                                        f"CSV_SUPERSCRIPT_PRICE,\u00b2,1,{TS}", f"CSV_SUPERSCRIPT_PRICE,100.5,1,{TS}"),
+         CSV, ".csv", errors=(Err("line 7", "price", "only the digits 0-9 are digits"),),
+         s3=S3(accepted=6, errors=(Err("line 7", "price", "only the digits 0-9 are digits"),),
+               bars=(("100.5", "6"),))),
+    Case("ndjson_superscript_hour",
+         lines(*[good_json("ndjson_superscript_hour")] * 3,
+               json.dumps(rec("ndjson_superscript_hour", timestamp="2024-03-08T1\u00b2:00:00Z"))),
+         NDJSON, ".ndjson", errors=(Err("line 4", "timestamp", "is not ISO 8601"),),
+         s3=S3(accepted=3, errors=(Err("line 4", "timestamp", "is not ISO 8601"),), bars=(("100.5", "30"),))),
+    # a file's JSON keys that differ only in case name one field twice: refused, as a repeated key
+    Case("json_keys_differ_in_case", f'[{good_json("json_keys_differ_in_case")}, '
+         '{"symbol": "JSON_KEYS_DIFFER_IN_CASE", "Price": 1, "price": 2, "volume": 1}]'.encode(),
+         errors=(Err("record 1", "Price", "unknown field"),),
+         s3=S3(accepted=1, errors=(Err("record 1", "price", "is given more than once (as 'Price' and 'price')"),),
+               bars=ONE_BAR)),
+    # ---- valid, though unusual: accepted -------------------------------------------------------------
+    Case("price_trailing_zeros", json.dumps([rec("price_trailing_zeros", price="100.500000000000000000000")]).encode(),
+         status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("ts_lower_case_rfc3339", json.dumps([rec("ts_lower_case_rfc3339", timestamp="2024-07-01t10:00:00z"),
+                                              rec("ts_lower_case_rfc3339", timestamp="2024-07-01t10:00:00.5z")
+                                              ]).encode(),
+         status=202, accepted=2, s3=S3(accepted=2, bars=(("100.5", "20"),))),
+    Case("csv_leading_blank_lines", b"\n" * 5000 + b" \r\n\t\n" + lines("symbol,price,volume,timestamp",
+                                                                       f"CSV_LEADING_BLANK_LINES,100.5,10,{TS}"),
+         CSV, ".csv", status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("csv_bom_then_blank_lines", "\ufeff".encode() + b"\n\n" + lines("symbol,price,volume,timestamp",
+                                                                     f"CSV_BOM_THEN_BLANK_LINES,100.5,10,{TS}"),
+         CSV, ".csv", status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("ndjson_leading_blank_lines", b"\n" * 70_000 + lines(good_json("ndjson_leading_blank_lines")), NDJSON,
+         ".ndjson", status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    # ---- bounded resources (files) -------------------------------------------------------------------
+    # a line longer than MAX_LINE_BYTES (1 MiB) is that line's reject, whatever it holds; its neighbours count
+    Case("ndjson_line_too_long", lines(good_json("ndjson_line_too_long"), " " * (2 * MB),
+                                       good_json("ndjson_line_too_long")), NDJSON, ".ndjson", status=413,
+         message="the limit is", s3=S3(accepted=2, errors=(Err("line 2", "-", "is longer than the limit of 1048576"),),
+                                         bars=(("100.5", "20"),))),
+    Case("csv_header_too_long", b"symbol," + b"x" * (2 * MB) + b"\nA,1\n", CSV, ".csv", status=413,
+         message="the limit is", s3=S3(file_reject="line 1: the header is longer than the limit")),
+    Case("gzip_bomb_spaces", BOMB_SPACES, "application/gzip", ".csv.gz", status=415, message="application/gzip",
+         s3=S3(file_reject="times its compressed size")),
+    Case("gzip_bomb_newlines", BOMB_NEWLINES, "application/gzip", ".ndjson.gz", status=415, message="application/gzip",
+         s3=S3(file_reject="likely decompression bomb")),
     # ---- content type (REST only) ------------------------------------------------------------------
     Case("content_type_text_plain", good_json("x").encode(), "text/plain", status=415, message="text/plain"),
     Case("content_type_xml", b"<tick/>", "application/xml", status=415, message="application/xml"),

@@ -1,0 +1,203 @@
+"""What becomes of work that fails, on the in-memory fakes: only infrastructure failures fail a message;
+anything else is set aside in the dead-letter queue, shown on the ingestion, and brought back by a redrive.
+No ingestion stays "in progress" for ever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from chalicelib import services
+from chalicelib.domain.bars import Bar
+from chalicelib.domain.errors import TransientError
+from chalicelib.operations import Operations
+from chalicelib.services import Pipeline
+from chalicelib.settings import Settings
+from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
+
+SECOND = 1_000_000_000
+BUCKET = "market-data-bucket-dev"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000 * SECOND
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class FlakyStore(MemoryStateStore):
+    """A table that throttles the next ``failures`` partial writes."""
+
+    failures = 0
+
+    def put_partials(self, source: str, partials: Iterable[Bar]) -> int:
+        if self.failures:
+            self.failures -= 1
+            raise TransientError("DynamoDB throttled the write")
+        return super().put_partials(source, partials)
+
+
+@dataclass
+class Env:
+    store: FlakyStore
+    queue: MemoryQueue
+    dead_letters: MemoryDeadLetterQueue
+    objects: MemoryObjects
+    clock: Clock
+    pipeline: Pipeline
+
+    def deliver(self, receive_count: int = 1) -> list[str]:
+        """One delivery of every queued message; the failed ones go back on the queue, as SQS would."""
+        messages = self.queue.receive_all()
+        outcome = self.pipeline.process_batch([(m, body, receive_count) for m, body in messages])
+        failed = set(outcome.failed_message_ids)
+        self.queue.messages.extend(body for m, body in messages if m in failed)
+        return outcome.failed_message_ids
+
+    def status(self, ingestion_id: str) -> dict[str, Any]:
+        return self.pipeline.ingestion_status(ingestion_id)
+
+    def volumes(self, symbol: str) -> list[str]:
+        self.pipeline.aggregate()
+        return [b["volume"] for b in self.pipeline.get_bars(symbol, "1m")["bars"]]
+
+
+@pytest.fixture
+def env() -> Env:
+    store, queue, dead, objects, clock = FlakyStore(), MemoryQueue(), MemoryDeadLetterQueue(), MemoryObjects(), Clock()
+    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(), clock=clock, dead_letters=dead)
+    return Env(store, queue, dead, objects, clock, pipeline)
+
+
+def post(env: Env, symbol: str, count: int = 3) -> str:
+    body = json.dumps([{"symbol": symbol, "price": 10 + i, "volume": 1, "timestamp": f"2024-07-01T10:0{i}:00Z"}
+                       for i in range(count)]).encode()
+    return str(env.pipeline.ingest_body(body, "application/json")["ingestion_id"])
+
+
+def test_a_throttled_chunk_is_retried_then_counted_once(env: Env) -> None:
+    ingestion = post(env, "THR")
+    env.store.failures = 1
+    assert len(env.deliver()) == 1  # the message fails: SQS delivers it again
+    status = env.status(ingestion)
+    assert status["status"] == "processing" and status["chunks"] == {"total": 1, "processed": 0, "failed": 0}
+    assert status["errors"] == [{"location": "chunk 0", "field": "-",
+                                 "reason": "TransientError: DynamoDB throttled the write; retrying (attempt 1)"}]
+    assert env.deliver(receive_count=2) == []
+    status = env.status(ingestion)
+    assert (status["status"], status["accepted"], status["errors"]) == ("processed", 3, [])
+    assert env.volumes("THR") == ["1", "1", "1"]
+    assert list(env.dead_letters.messages) == []
+
+
+def test_a_chunk_that_fails_its_last_delivery_shows_as_failed_until_redriven(env: Env) -> None:
+    ingestion = post(env, "LAST")
+    env.store.failures = 1
+    [_] = env.deliver(receive_count=5)  # the redrive policy moves it to the dead-letter queue now
+    body = env.queue.messages.pop()
+    env.dead_letters.put(body)
+    status = env.status(ingestion)
+    assert status["status"] == "failed" and status["chunks"]["failed"] == 1
+    assert "moved to the dead-letter queue after 5 attempts" in status["errors"][0]["reason"]
+
+    ops = Operations(env.pipeline, env.dead_letters, env.objects)
+    assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
+    assert env.deliver() == []
+    assert env.status(ingestion)["status"] == "processed"
+    assert env.volumes("LAST") == ["1", "1", "1"]
+
+
+def test_a_bug_sets_the_chunk_aside_at_once_and_a_redrive_after_the_fix_brings_it_back(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    good, bad = post(env, "GOOD"), post(env, "BUGGY")
+    real = services.partials_from_ticks
+
+    def broken(ticks: Any, rank: str) -> Any:
+        ticks = list(ticks)
+        if ticks and ticks[0].symbol == "BUGGY":
+            raise KeyError("a bug")
+        return real(ticks, rank)
+
+    monkeypatch.setattr(services, "partials_from_ticks", broken)
+    assert env.deliver() == []  # no retry can help: the message is not failed...
+    assert len(env.dead_letters.messages) == 1  # ...but set aside, whole
+    assert env.status(good)["status"] == "processed"
+    status = env.status(bad)
+    assert status["status"] == "failed"
+    assert status["errors"] == [{"location": "chunk 0", "field": "-", "reason": (
+        "internal error: KeyError: 'a bug'; the message is in the dead-letter queue (see dlq list / dlq redrive)")}]
+
+    monkeypatch.setattr(services, "partials_from_ticks", real)  # the fix is deployed
+    ops = Operations(env.pipeline, env.dead_letters, env.objects)
+    assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
+    assert env.deliver() == []
+    assert env.status(bad)["status"] == "processed" and env.status(bad)["errors"] == []
+    assert env.volumes("BUGGY") == ["1", "1", "1"]
+
+
+def test_a_message_of_another_kind_goes_to_the_dead_letter_queue_and_its_ingestion_says_so(env: Env) -> None:
+    ingestion = post(env, "KIND")
+    [body] = env.queue.messages
+    env.queue.messages = [json.dumps({**json.loads(body), "kind": "orders"})]
+    assert env.deliver() == []
+    assert [b for b, _, _ in env.dead_letters.messages.values()] == [json.dumps({**json.loads(body), "kind": "orders"})]
+    status = env.status(ingestion)
+    assert status["status"] == "failed" and "cannot be read" in status["errors"][0]["reason"]
+
+
+def test_without_a_dead_letter_queue_a_hopeless_message_is_failed_so_the_redrive_policy_keeps_it(env: Env) -> None:
+    env.pipeline = replace(env.pipeline, dead_letters=None)
+    env.queue.messages.append("garbage{")
+    assert len(env.deliver()) == 1
+
+
+def test_a_failure_of_a_redundant_delivery_never_hides_a_processed_chunk(env: Env) -> None:
+    ingestion = post(env, "DUP")
+    [body] = env.queue.messages
+    assert env.deliver() == []
+    env.queue.messages.append(body)  # SQS delivers it once more
+    env.store.failures = 1
+    assert len(env.deliver(receive_count=5)) == 1
+    status = env.status(ingestion)
+    assert (status["status"], status["accepted"], status["errors"]) == ("processed", 3, [])
+
+
+def test_an_ingestion_without_progress_is_reported_stalled(env: Env) -> None:
+    ingestion = post(env, "STALL")
+    env.queue.messages.clear()  # the processor crashed on it every time, leaving no record
+    assert env.status(ingestion)["status"] == "queued"
+    env.clock.now += (Settings().stalled_after_seconds + 1) * SECOND
+    status = env.status(ingestion)
+    assert status["status"] == "stalled"
+    assert status["errors"][0]["location"] == "ingestion" and "no progress for" in status["errors"][0]["reason"]
+
+
+def test_a_scan_that_hits_a_bug_is_failed_not_scanning_for_ever(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.objects.put(BUCKET, "incoming/a.csv", b"symbol,price,volume\nA,1,1\n")
+    monkeypatch.setattr(services, "detect_format", lambda *a: 1 / 0)
+    result = env.pipeline.ingest_object(BUCKET, "incoming/a.csv", None)
+    assert result["status"] == "failed"
+    status = env.status(result["ingestion_id"])
+    assert status["status"] == "failed" and "ZeroDivisionError" in status["errors"][0]["reason"]
+
+
+def test_a_scan_that_hits_throttling_is_retried_by_the_trigger(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.objects.put(BUCKET, "incoming/b.csv", b"symbol,price,volume\nB,1,1\n")
+
+    def throttled(*args: Any) -> Any:
+        raise TransientError("S3 slowed down")
+
+    monkeypatch.setattr(env.objects, "stream", throttled)
+    with pytest.raises(TransientError):
+        env.pipeline.ingest_object(BUCKET, "incoming/b.csv", None)
+    monkeypatch.undo()
+    result = env.pipeline.ingest_object(BUCKET, "incoming/b.csv", None)  # the retry redoes the scan
+    assert result["status"] == "queued"
+    assert env.deliver() == [] and env.volumes("B") == ["1"]
