@@ -27,9 +27,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)
 
-## bench: throughput of validation+aggregation and AWS requests per 1,000 ticks through the local stack
+## bench: throughput of validation+aggregation and AWS requests per 1,000 ticks through the local stack,
+## then the peak memory of ingesting hostile files (decompression bombs, endless lines)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
+	$(PY) scripts/bombs.py
 
 ## package: the stage's CloudFormation/SAM stack in dist/$(STAGE)/ (sam.json + deployment.zip), validated
 ## offline (cfn-lint, SAM transform, cfn-lint, checkov); fails on any finding. Also dist/resources-$(STAGE).json,

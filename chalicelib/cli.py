@@ -23,6 +23,7 @@ from .adapters.s3_listing import S3ObjectLister
 from .adapters.sqs_dlq import SqsDeadLetterQueue
 from .bootstrap import LazyClient, build_pipeline
 from .domain.errors import InputError, PipelineError
+from .domain.text import parse_whole_number
 from .observability import logger
 from .operations import DEFAULT_MAX, OperationIncomplete, Operations
 from .settings import Settings, stage_settings
@@ -40,6 +41,14 @@ def build_operations(settings: Settings) -> Operations:
         dead_letters=SqsDeadLetterQueue(LazyClient("sqs", settings), settings.dead_letter_queue_name),
         listing=S3ObjectLister(LazyClient("s3", settings)),
     )
+
+
+def _whole_number(raw: str) -> int:
+    """An option's count, written with the digits 0-9 only (int() would also take "1_0" and "١٠")."""
+    try:
+        return parse_whole_number(raw, 0, 10**9)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,11 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     dlq = commands.add_parser("dlq", parents=[common], help="the dead-letter queue of the processing queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     listing = dlq_commands.add_parser("list", parents=[common], help="show messages and leave them in the queue")
-    listing.add_argument("--max", type=int, default=DEFAULT_MAX, help=f"at most N messages (default {DEFAULT_MAX})")
+    listing.add_argument("--max", type=_whole_number, default=DEFAULT_MAX,
+                         help=f"at most N messages (default {DEFAULT_MAX})")
     listing.set_defaults(run=lambda ops, a: ops.dlq_list(a.max))
     redrive = dlq_commands.add_parser(
         "redrive", parents=[common], help="move messages back to the processing queue (preview without --yes)")
-    redrive.add_argument("--max", type=int, default=DEFAULT_MAX, help=f"at most N messages (default {DEFAULT_MAX})")
+    redrive.add_argument("--max", type=_whole_number, default=DEFAULT_MAX,
+                         help=f"at most N messages (default {DEFAULT_MAX})")
     redrive.add_argument("--yes", action="store_true", help="really move them")
     redrive.set_defaults(run=lambda ops, a: ops.dlq_redrive(a.max, a.yes))
 
@@ -81,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--prefix", required=True, help="key prefix in the stage's bucket, e.g. incoming/2024-07-01/")
     replay.add_argument("--since", help="only objects last modified at or after this time (ISO 8601)")
     replay.add_argument("--until", help="only objects last modified before this time (ISO 8601)")
-    replay.add_argument("--max", type=int, default=DEFAULT_MAX, help=f"at most N objects (default {DEFAULT_MAX})")
+    replay.add_argument("--max", type=_whole_number, default=DEFAULT_MAX,
+                        help=f"at most N objects (default {DEFAULT_MAX})")
     replay.add_argument("--yes", action="store_true", help="really queue them")
     replay.set_defaults(run=lambda ops, a: ops.replay(a.prefix, a.since, a.until, a.max, a.yes))
 

@@ -523,6 +523,8 @@ class Pipeline:
         if isinstance(found, LongLine):
             raise FileRejected(f"line {found.number}: the header is longer than the limit of "
                                f"{self.settings.max_line_bytes} bytes for one line (MAX_LINE_BYTES)")
+        if b"\x00" in found.text:
+            raise FileRejected(f"line {found.number}: the header contains a NUL byte (binary data, not text)")
         try:
             header = header_cells(found.text.decode("utf-8"))
         except UnicodeDecodeError:

@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-stack", action="store_true", help="only the in-process benchmark (a)")
     parser.add_argument("--symbols", type=int, default=5, help="symbols the ticks are spread over (default 5)")
     parser.add_argument("--hours", type=float, default=6, help="time span of the ticks in hours (default 6)")
-    parser.add_argument("--batch", type=int, default=10_000, help="ticks per POST /ingest (default 10000)")
+    parser.add_argument("--batch", type=int, default=5_000,
+                        help="ticks per POST /ingest (default 5000: about 500 kB, under the body limit)")
     parser.add_argument("--schedule-seconds", type=float, default=300,
                         help="period of the scheduled aggregator in the stack (default 300, as deployed)")
     parser.add_argument("--quiet-seconds", type=float, default=10,

@@ -9,6 +9,7 @@ import gzip
 import json
 import time
 import uuid
+import zlib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,41 @@ def test_unreadable_file_is_rejected_with_a_reason(stack: LocalStack, symbol: st
     assert status["status"] == "rejected"
     assert "price" in status["errors"][0]["reason"]
     assert symbol not in stack.symbols()
+
+
+@pytest.mark.parametrize("bad", ["\u00b2", "1_000", "\u0661\u0662\u0663", "\uff11\uff12"])
+def test_one_odd_character_never_sinks_the_good_rows_of_its_chunk(stack: LocalStack, symbol: str, tmp_path: Path,
+                                                                  bad: str) -> None:
+    """1,000 good rows and one whose price Python would call a digit: the 1,000 become bars."""
+    rows = [f"{symbol},100.5,1,2024-03-08T10:{i // 60:02d}:{i % 60:02d}Z" for i in range(1000)]
+    rows.insert(500, f"{symbol},{bad},1,2024-03-08T10:00:00Z")  # file line 502
+    key = f"incoming/{symbol}/odd.csv"
+    stack.s3_cp(write(tmp_path, "odd.csv", "symbol,price,volume,timestamp\n" + "\n".join(rows) + "\n"), key)
+
+    status = stack.wait_processed(stack.s3_ingestion_id(key))
+
+    assert (status["status"], status["accepted"], status["rejected"]) == ("processed", 1000, 1)
+    assert [(e["location"], e["field"]) for e in status["errors"]] == [("line 502", "price")]
+    bars = wait_bars(stack, symbol, count=17, volume="1000")
+    assert sum(b["trades"] for b in bars) == 1000
+    # The same row in a request body is a 400 naming it, never a 500.
+    resp = stack.post_ingest(f"symbol,price,volume\n{symbol},{bad},1\n".encode(), content_type="text/csv")
+    assert resp.status == 400, resp.body
+    assert resp.json()["errors"][0]["location"] == "line 2"
+
+
+def test_a_decompression_bomb_is_refused_and_its_status_says_why(stack: LocalStack, symbol: str,
+                                                                 tmp_path: Path) -> None:
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    path = tmp_path / "bomb.csv.gz"
+    with path.open("wb") as out:
+        for _ in range(256):  # 256 MiB of spaces and no newline, from about 250 KB
+            out.write(deflate.compress(b" " * (1 << 20)))
+        out.write(deflate.flush())
+    key = f"incoming/{symbol}/bomb.csv.gz"
+    stack.s3_cp(path, key)
+
+    status = stack.wait_processed(stack.s3_ingestion_id(key))
+
+    assert status["status"] == "rejected"
+    assert "decompression bomb" in status["errors"][0]["reason"]

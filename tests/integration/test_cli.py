@@ -101,6 +101,15 @@ def test_status_of_an_unknown_ingestion_exits_1_with_one_line(cli: Cli) -> None:
 def test_bad_arguments_exit_2(cli: Cli) -> None:
     code, doc, err = cli("recompute", "--symbol", "AAPL", "--start", "yesterday-ish")
     assert (code, doc) == (2, None) and err.startswith("error: --start")
+    code, doc, err = cli("recompute", "--symbol", "AAPL", "--start", "0001-01-01")
+    assert (code, doc) == (2, None) and "must be between 1970-01-01T00:00:00Z" in err
+
+
+@pytest.mark.parametrize("count", ["1_0", "\u0661\u0660", "\uff11", "\u00b2", "-1", "ten"])
+def test_counts_are_written_with_ascii_digits(cli: Cli, count: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli("dlq", "list", "--max", count)
+    assert exited.value.code == 2
 
 
 # ---------------------------------------------------------------------------------------------- dead letters
