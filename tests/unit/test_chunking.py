@@ -197,14 +197,14 @@ def test_first_line(document: bytes, expected: object, rest: bytes | None) -> No
             assert b"".join(stream) == rest
 
 
-def test_first_line_skips_a_gigabyte_of_blank_lines() -> None:
+def test_first_line_skips_any_number_of_blank_lines() -> None:
     def blanks() -> Iterator[bytes]:
-        for _ in range(1024):
+        for _ in range(256):  # 256 MiB of newlines, never held at once
             yield b"\n" * (1 << 20)
         yield b"symbol,price\n"
 
     found, _ = first_line(blanks(), 1 << 20)
-    assert found == FirstLine(1024 * (1 << 20) + 1, b"symbol,price", 1024 * (1 << 20) + 13)
+    assert found == FirstLine(256 * (1 << 20) + 1, b"symbol,price", 256 * (1 << 20) + 13)
 
 
 def test_gunzip_inflates_members_and_caps_the_output() -> None:
