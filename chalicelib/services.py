@@ -187,6 +187,32 @@ def _message_ids(body: str) -> tuple[str, int] | None:
     return None
 
 
+def _inline_messages(
+    data: bytes, first_line: int, first_chunk: int, common: dict[str, Any], limit: int
+) -> tuple[list[str], list[int]]:
+    """Text messages carrying the lines ``data`` (from line ``first_line``), each within ``limit`` bytes:
+    split by lines where the encoded text grows past it (escaped control characters take 6 bytes each).
+    Returns the message bodies, numbered from ``first_chunk``, and the numbers of the lines that alone
+    do not fit."""
+    bodies: list[str] = []
+    too_big: list[int] = []
+    pending = [(data, first_line)]
+    while pending:
+        piece, line = pending.pop(0)
+        body = TextMessage(chunk=first_chunk + len(bodies), first_line=line,
+                           text=piece.decode("utf-8", "replace"), **common).model_dump_json()
+        if len(body.encode()) <= limit:
+            bodies.append(body)
+            continue
+        lines = piece.splitlines(keepends=True)
+        if len(lines) == 1:
+            too_big.append(line)
+            continue
+        half = b"".join(lines[: len(lines) // 2])
+        pending[:0] = [(half, line), (piece[len(half):], line + half.count(b"\n"))]
+    return bodies, too_big
+
+
 class FileRejected(Exception):
     """A whole file cannot be ingested (format, header, compression); the message says why."""
 
@@ -486,16 +512,22 @@ class Pipeline:
                     continue
                 if part.blank:
                     continue  # only blank lines: nothing to process, so no message
-                common: dict[str, Any] = {
-                    "chunk": count, "format": fmt, "first_line": part.first_line, "header": header_map, **base
-                }
+                common: dict[str, Any] = {"format": fmt, "header": header_map, **base}
                 if gz:
                     assert part.data is not None
-                    body = TextMessage(text=part.data.decode("utf-8", "replace"), **common).model_dump_json()
+                    bodies, too_big = _inline_messages(part.data, part.first_line, count, common,
+                                                       settings.message_bytes)
+                    for number in too_big:
+                        rejected += 1
+                        if len(rejects) < settings.max_errors:
+                            rejects.append(RecordError(f"line {number}", "-", (
+                                f"is too long to queue from a compressed file (over {settings.message_bytes} bytes "
+                                "as a message); upload the file uncompressed")))
                 else:
-                    body = RangeMessage(start=part.start, end=part.end, **common).model_dump_json()
-                pending.append(body)
-                count += 1
+                    bodies = [RangeMessage(chunk=count, first_line=part.first_line, start=part.start, end=part.end,
+                                           **common).model_dump_json()]
+                pending.extend(bodies)
+                count += len(bodies)
                 if len(pending) >= _SEND_GROUP:
                     self.queue.send(pending)
                     pending = []

@@ -156,3 +156,44 @@ def test_read_routes_answer_bad_queries_with_400_and_unknown_ids_with_404(stack:
     assert get(stack, "/bars?symbol=AAPL&next=%%%")[0] == 400
     status, body = get(stack, "/ingestions/api-unknown")
     assert status == 404 and body["error"] == "NotFound"
+
+
+def test_a_chunk_throttled_on_its_last_receive_shows_as_failed_until_redriven(
+        stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from botocore.exceptions import ClientError
+
+    from chalicelib.bootstrap import pipeline
+    from chalicelib.cli import main as cli
+
+    tick = {"symbol": "LASTTRY", "price": 10, "volume": 2, "timestamp": "2024-07-01T10:00:00Z"}
+    posted = json.loads(post(stack, tick).body)
+    [message] = drain_queue(stack["queue_url"])
+    client = stack["client"]
+    event = client.events.generate_sqs_event([message["Body"]], queue_name=stack["settings"].queue_name)
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the redrive policy's last receive
+    store = pipeline().store
+    real_put_partials = store.put_partials
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "BatchWriteItem")
+
+    monkeypatch.setattr(store, "put_partials", throttled)
+    with pytest.raises(Exception, match="1 of 1 message"):  # failed: SQS moves it to the dead-letter queue now
+        client.lambda_.invoke("DataProcessor", event)
+    status, ingestion = get(stack, f"/ingestions/{posted['ingestion_id']}")
+    assert status == 200 and ingestion["status"] == "failed"
+    assert ingestion["errors"][0]["location"] == "chunk 0"
+    assert "ThrottlingException" in ingestion["errors"][0]["reason"]
+    assert "moved to the dead-letter queue after 5 attempts" in ingestion["errors"][0]["reason"]
+
+    monkeypatch.setattr(store, "put_partials", real_put_partials)  # the throttling is over
+    sqs = boto3.client("sqs")
+    dlq_url = sqs.get_queue_url(QueueName=stack["settings"].dead_letter_queue_name)["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=message["Body"])  # what the redrive policy did
+    assert cli(["--stage", "dev", "dlq", "redrive", "--yes"]) == 0
+    run_processor(stack)
+    deliver_events(stack)
+    status, ingestion = get(stack, f"/ingestions/{posted['ingestion_id']}")
+    assert (ingestion["status"], ingestion["accepted"], ingestion["errors"]) == ("processed", 1, [])
+    status, bars = get(stack, "/bars?symbol=LASTTRY")
+    assert [(b["open"], b["volume"]) for b in bars["bars"]] == [("10", "2")]

@@ -5,6 +5,7 @@ No ingestion stays "in progress" for ever.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -201,3 +202,19 @@ def test_a_scan_that_hits_throttling_is_retried_by_the_trigger(env: Env, monkeyp
     result = env.pipeline.ingest_object(BUCKET, "incoming/b.csv", None)  # the retry redoes the scan
     assert result["status"] == "queued"
     assert env.deliver() == [] and env.volumes("B") == ["1"]
+
+
+def test_a_compressed_file_with_a_line_too_long_for_a_message_keeps_its_other_lines(env: Env) -> None:
+    rows = [json.dumps({"symbol": "GZL", "price": 1, "volume": 1, "timestamp": f"2024-07-01T10:00:0{i}Z"})
+            for i in range(3)]
+    big = json.dumps({"symbol": "GZL", "price": 1, "volume": 1, "note": "\x01" * 100_000})  # 600 kB as JSON text
+    control = [json.dumps({"symbol": "GZL", "price": 2, "volume": 1, "note": "\x02" * 10_000})] * 20
+    body = "\n".join([rows[0], big, rows[1], *control, rows[2]]) + "\n"
+    env.objects.put(BUCKET, "incoming/long.ndjson.gz", gzip.compress(body.encode()))
+    result = env.pipeline.ingest_object(BUCKET, "incoming/long.ndjson.gz", None)
+    assert result["status"] == "queued" and result["chunks"] > 1  # split so that each message fits
+    assert all(len(m.encode()) <= Settings().message_bytes for m in env.queue.messages)
+    assert env.deliver() == []
+    status = env.status(result["ingestion_id"])
+    assert (status["status"], status["accepted"], status["rejected"]) == ("processed", 23, 1)
+    assert [(e["location"], e["reason"][:24]) for e in status["errors"]] == [("line 2", "is too long to queue fro")]
