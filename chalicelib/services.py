@@ -340,7 +340,12 @@ class Pipeline:
         A version ingested already is skipped (``duplicate``) unless ``force``: then it is queued again
         under the same id and receipt time, so its chunks overwrite their partials instead of adding to them.
         """
-        info = self.objects.head(bucket, key, version_id)
+        try:
+            info = self.objects.head(bucket, key, version_id)
+        except NotFound as exc:
+            # Deleted (or replaced by a delete marker) before its event was handled: nothing left to ingest.
+            logger.info("object gone before ingestion", extra={"object_key": key, "reason": exc.message})
+            return {"status": "gone", "reason": exc.message}
         version = info.version_id if info.version_id not in (None, "null") else None
         ingestion_id = self.object_ingestion_id(bucket, key, version or info.etag)
         received_ns = self.clock()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.domain.bars import Bar
+from chalicelib.domain.errors import NotFound
 from chalicelib.ports import DeadLetter, ListedObject, ObjectInfo
 
 SQS_MAX_BATCH_ENTRIES = 10
@@ -279,13 +280,13 @@ class MemoryObjects:
     def _get(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bytes, str | None, dict[str, str]]:
         versions = self._objects.get((bucket, key))
         if not versions:
-            raise KeyError(f"NoSuchKey: s3://{bucket}/{key}")
+            raise NotFound(f"s3://{bucket}/{key} (version {version_id}) no longer exists")
         if not version_id or version_id == "null":
             return versions[-1]
         for entry in versions:
             if entry[0] == version_id:
                 return entry
-        raise KeyError(f"NoSuchVersion: s3://{bucket}/{key}?versionId={version_id}")
+        raise NotFound(f"s3://{bucket}/{key} (version {version_id}) no longer exists")
 
     def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         version, data, content_type, meta = self._get(bucket, key, version_id)

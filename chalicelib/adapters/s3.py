@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from ..domain.errors import NotFound
 from ..ports import ObjectInfo
 
 READ_BLOCK = 1024 * 1024
@@ -19,7 +22,13 @@ class S3ObjectStore:
         return {"VersionId": version_id} if version_id and version_id != "null" else {}
 
     def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
-        r = self._client.head_object(Bucket=bucket, Key=key, **self._version(version_id))
+        """What S3 knows of the object version; NotFound once it is gone (deleted after its event was sent)."""
+        try:
+            r = self._client.head_object(Bucket=bucket, Key=key, **self._version(version_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NoSuchVersion", "405"):
+                raise NotFound(f"s3://{bucket}/{key} (version {version_id}) no longer exists") from None
+            raise
         return ObjectInfo(
             size=int(r["ContentLength"]), content_type=r.get("ContentType"),
             metadata={k.lower(): v for k, v in r.get("Metadata", {}).items()},

@@ -8,13 +8,16 @@ from decimal import Decimal
 from typing import Any
 
 import boto3
+import pytest
 
 from chalicelib.adapters.dynamodb import DynamoStateStore
 from chalicelib.adapters.events import EventBridgePublisher
 from chalicelib.adapters.s3 import S3ObjectStore
 from chalicelib.adapters.sqs import SqsTickQueue
 from chalicelib.domain.bars import MINUTE_NS, Bar
+from chalicelib.domain.errors import NotFound
 from chalicelib.settings import Settings
+from tests.fakes import MemoryObjects
 
 
 def _bar(symbol: str, minute: int, price: str = "10.5", interval: str = "1m") -> Bar:
@@ -136,6 +139,13 @@ def test_object_reads_ranges_streams_and_metadata(provisioned: dict[str, str], s
     s3.put_object(Bucket=settings.bucket_name, Key="incoming/t.csv", Body=gzip.compress(b"new"))
     # The old version stays readable by its id: a chunk queued before an overwrite reads what was uploaded.
     assert objects.read_all(settings.bucket_name, "incoming/t.csv", put["VersionId"]) == body
+    # An object deleted before its event was handled is NotFound, as the in-memory twin says.
+    s3.delete_object(Bucket=settings.bucket_name, Key="incoming/t.csv", VersionId=put["VersionId"])
+    for store in (objects, MemoryObjects()):
+        with pytest.raises(NotFound):
+            store.head(settings.bucket_name, "incoming/t.csv", put["VersionId"])
+    with pytest.raises(NotFound):
+        objects.head(settings.bucket_name, "incoming/never.csv", None)
 
 
 def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, str], settings: Settings,

@@ -218,3 +218,8 @@ def test_a_compressed_file_with_a_line_too_long_for_a_message_keeps_its_other_li
     status = env.status(result["ingestion_id"])
     assert (status["status"], status["accepted"], status["rejected"]) == ("processed", 23, 1)
     assert [(e["location"], e["reason"][:24]) for e in status["errors"]] == [("line 2", "is too long to queue fro")]
+
+
+def test_an_object_deleted_before_its_event_is_handled_is_gone_not_failed(env: Env) -> None:
+    assert env.pipeline.ingest_object(BUCKET, "incoming/never.csv", "v-none")["status"] == "gone"
+    assert env.store.ingestions == {} and env.queue.messages == []

@@ -249,3 +249,28 @@ def test_good_records_of_a_json_array_file_survive_any_values_among_them(
     assert status["status"] == "processed"
     assert status["accepted"] + status["rejected"] == len(records)
     assert status["accepted"] >= len(rows)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=600), _bodies(), st.lists(any_text, max_size=8).map(
+           lambda lines: "\n".join(lines).encode())),
+       suffix=st.sampled_from([".csv", ".ndjson", ".json", ".jsonl", ".txt", ".csv.gz", ".ndjson.gz", ".json.gz"]),
+       gz_data=st.booleans(), symbol=st.one_of(st.none(), any_text), chunk_bytes=st.integers(16, 2000))
+@example(data=b"\n" * 50 + b"symbol,price,volume\nA,1,1\n", suffix=".csv", gz_data=False, symbol=None,
+         chunk_bytes=16)
+@example(data=b"price,volume\n1,1\n", suffix=".csv", gz_data=False, symbol="\u00b2", chunk_bytes=16)
+def test_any_object_ends_processed_or_rejected_and_never_fails_a_message(
+    data: bytes, suffix: str, gz_data: bool, symbol: str | None, chunk_bytes: int
+) -> None:
+    pipeline, queue, objects, _ = make_pipeline(chunk_bytes=chunk_bytes, inline_chunk_bytes=chunk_bytes)
+    body = gzip.compress(data) if gz_data or (suffix.endswith(".gz") and len(data) % 2) else data
+    key = "incoming/any" + suffix
+    version = objects.put(BUCKET, key, body, metadata={"symbol": symbol} if symbol is not None else None)
+    result = pipeline.ingest_object(BUCKET, key, version)
+    assert result["status"] in ("queued", "rejected"), result
+    outcome = pipeline.process_batch(queue.receive_all())
+    assert outcome.failed_message_ids == []
+    pipeline.aggregate()
+    status = pipeline.ingestion_status(result["ingestion_id"])
+    assert status["status"] in ("processed", "rejected"), status
+    assert all(set(e) == {"location", "field", "reason"} and e["reason"] for e in status["errors"])
