@@ -89,4 +89,5 @@ class TicksProcessedDetail(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     ingestion_ids: list[str]
+    symbols_changed: int | None = None  # when more than the event can list, ``changes`` is empty
     changes: list[WindowChange]

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
+
 from .domain.bars import INTERVALS, PARENT, Bar, merge_all, partials_from_ticks, window_start
 from .domain.chunking import InflateLimit, LongLine, first_line, gunzip, split_lines
 from .domain.errors import (
@@ -42,6 +44,7 @@ from .domain.formats import (
     detect_format,
     header_cells,
     header_problem,
+    is_one_json_document,
     long_line_error,
     parse_csv_document,
     parse_csv_lines,
@@ -49,7 +52,7 @@ from .domain.formats import (
     parse_ndjson_lines,
     text_lines,
 )
-from .domain.text import ascii_digits, parse_whole_number, show
+from .domain.text import ascii_digits, parse_whole_number, show, strip_space
 from .domain.ticks import FieldError, Tick, parse_symbol
 from .domain.timefmt import END_OF_TIME_NS, TimestampError, format_ns, parse_timestamp
 from .observability import logger
@@ -70,6 +73,8 @@ IN_PROGRESS = frozenset({"scanning", "queued", "processing"})
 INGESTION_ID_RE = re.compile(r"(?:api|s3)-[0-9a-f]{1,64}")
 BARS_REVISED = "BarsRevised"
 MAX_REVISIONS_LISTED = 500
+MAX_CHANGES_LISTED = 500
+MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling or timeouts
 MAX_BAR_LIMIT = 5000
 DEFAULT_BAR_LIMIT = 1000
 # Windows of one symbol closer than this are read with one query.
@@ -187,6 +192,12 @@ def _message_ids(body: str) -> tuple[str, int] | None:
     return None
 
 
+def queue_body(message: BaseModel) -> str:
+    """A queue message's body, in ASCII: SQS refuses some characters (U+FFFE, U+FFFF) that a file's text or
+    an object key may hold, and JSON can spell every character as an escape."""
+    return json.dumps(message.model_dump(mode="json"), separators=(",", ":"))
+
+
 def _inline_messages(
     data: bytes, first_line: int, first_chunk: int, common: dict[str, Any], limit: int
 ) -> tuple[list[str], list[int]]:
@@ -199,12 +210,13 @@ def _inline_messages(
     pending = [(data, first_line)]
     while pending:
         piece, line = pending.pop(0)
-        body = TextMessage(chunk=first_chunk + len(bodies), first_line=line,
-                           text=piece.decode("utf-8", "replace"), **common).model_dump_json()
+        body = queue_body(TextMessage(chunk=first_chunk + len(bodies), first_line=line,
+                                      text=piece.decode("utf-8", "replace"), **common))
         if len(body.encode()) <= limit:
             bodies.append(body)
             continue
-        lines = piece.splitlines(keepends=True)
+        lines = piece.split(b"\n")  # LF only: a lone CR is data, as the parsers and line numbers count
+        lines = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
         if len(lines) == 1:
             too_big.append(line)
             continue
@@ -241,6 +253,7 @@ class Pipeline:
     dead_letters: TickQueue | None = None
     # Whether an exception is the infrastructure's (throttling, timeouts): worth retrying.
     transient: Callable[[BaseException], bool] = lambda exc: isinstance(exc, TransientError)
+    sleep: Callable[[float], None] = time.sleep
 
     # ------------------------------------------------------------------ ingest: REST
     def ingest_body(self, body: bytes, content_type: str | None, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -263,7 +276,7 @@ class Pipeline:
         ingestion_id = f"api-{received_ns // 1_000_000:012x}{self.new_token()[:20]}"
         key = None
         if idempotency_key is not None:
-            key = idempotency_key.strip()
+            key = strip_space(idempotency_key)
             if not 1 <= len(key) <= 128 or not (key.isascii() and key.isprintable()):
                 raise InputError("Idempotency-Key must be 1-128 printable ASCII characters")
         # Validate before claiming the key, so that a corrected retry under the same key is not refused.
@@ -299,6 +312,10 @@ class Pipeline:
             self.store.put_ingestion(ingestion_id, {**doc, "status": "failed",
                                                     "errors": [{"location": "queue", "field": "-",
                                                                 "reason": "could not queue the ticks"}]})
+            try:
+                self._revisit(self._windows_of(ingestion_id))  # messages that got through may be aggregated
+            except Exception:
+                logger.exception("could not withdraw the queued part: its windows keep it until recomputed")
             raise TransientError(
                 "could not queue the ticks; retry the request (with the same Idempotency-Key)"
             ) from exc
@@ -393,6 +410,7 @@ class Pipeline:
             reason = f"internal error while reading the file: {_describe(exc)}; replay it after the fix"
             doc.update(status="failed", errors=[{"location": "file", "field": "-", "reason": reason}])
             self.store.put_ingestion(ingestion_id, doc)
+            self._revisit(self._windows_of(ingestion_id))  # chunks queued before the failure stop counting
             return {"ingestion_id": ingestion_id, "status": "failed", "reason": reason}
         doc.update(status="queued", chunks=chunks, format=fmt, rejected=rejected,
                    errors=[e.as_dict() for e in line_rejects])
@@ -413,18 +431,27 @@ class Pipeline:
         """
         windows: set[tuple[str, int]] = set()
         for other in self.store.add_object_ingestion(bucket, key, ingestion_id) - {ingestion_id}:
-            _, chunks = self.store.get_ingestion(other)
-            prefix = other + "#"
-            for chunk in chunks:
-                for symbol, (lo, hi) in chunk.get("windows", {}).items():
-                    windows.update(
-                        (symbol, bar.start_ns) for source, bar in self.store.query_partials(symbol, lo, hi)
-                        if source.startswith(prefix)
-                    )
+            windows |= self._windows_of(other)
         if windows:
-            self.store.mark_dirty(windows, self.new_token())
+            self._revisit(windows)
             logger.info("object replaced", extra={"ingestion_id": ingestion_id, "object_key": key,
                                                   "windows": len(windows)})
+
+    def _windows_of(self, ingestion_id: str) -> set[tuple[str, int]]:
+        """The (symbol, minute) windows holding partials of the ingestion's processed chunks."""
+        windows: set[tuple[str, int]] = set()
+        _, chunks = self.store.get_ingestion(ingestion_id)
+        prefix = ingestion_id + "#"
+        for chunk in chunks:
+            for symbol, (lo, hi) in chunk.get("windows", {}).items():
+                windows.update((symbol, bar.start_ns) for source, bar in self.store.query_partials(symbol, lo, hi)
+                               if source.startswith(prefix))
+        return windows
+
+    def _revisit(self, windows: set[tuple[str, int]]) -> None:
+        """Make the aggregator rebuild these windows (whose sources' standing changed)."""
+        if windows:
+            self.store.mark_dirty(windows, self.new_token())
 
     def _inflate_limit(self, compressed_size: int) -> tuple[int, str]:
         """How far a gzip object may inflate, and the reject's reason past that."""
@@ -494,7 +521,7 @@ class Pipeline:
                     "send large files as NDJSON or CSV, which are split and processed in parallel"
                 )
             message = ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base)
-            self.queue.send([message.model_dump_json()])
+            self.queue.send([queue_body(message)])
             return 1, fmt, [], 0
         stream = read()
         header_map = None
@@ -529,8 +556,8 @@ class Pipeline:
                                 f"is too long to queue from a compressed file (over {settings.message_bytes} bytes "
                                 "as a message); upload the file uncompressed")))
                 else:
-                    bodies = [RangeMessage(chunk=count, first_line=part.first_line, start=part.start, end=part.end,
-                                           **common).model_dump_json()]
+                    bodies = [queue_body(RangeMessage(chunk=count, first_line=part.first_line, start=part.start,
+                                                      end=part.end, **common))]
                 pending.extend(bodies)
                 count += len(bodies)
                 if len(pending) >= _SEND_GROUP:
@@ -603,7 +630,7 @@ class Pipeline:
                 where = (message.ingestion_id, message.chunk)
                 try:
                     with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
-                        windows, accepted, rejected = self._process_message(message)
+                        windows, accepted, rejected = self._process_with_retries(message)
                 except Exception as exc:
                     if self.transient(exc):
                         # SQS delivers it again; on the last receive, its redrive policy moves it to the DLQ.
@@ -630,11 +657,15 @@ class Pipeline:
         self.metric("TicksProcessed", outcome.ticks)
         self.metric("TicksRejected", outcome.rejected)
         if changes:
+            listed = sorted(changes.items())
+            if len(listed) > MAX_CHANGES_LISTED:
+                listed = []  # an event holds at most 256 KB: no list means "every dirty window" to the aggregator
             detail = {
-                "ingestion_ids": sorted(ingestions),
+                "ingestion_ids": sorted(ingestions)[:MAX_CHANGES_LISTED],
+                "symbols_changed": len(changes),
                 "changes": [
                     {"symbol": s, "first_minute_ns": lo, "last_minute_ns": hi, "ticks": n}
-                    for s, (lo, hi, n) in sorted(changes.items())
+                    for s, (lo, hi, n) in listed
                 ],
             }
             try:
@@ -643,6 +674,19 @@ class Pipeline:
                 # The dirty windows are stored already; the scheduled run aggregates them.
                 logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")
         return outcome
+
+    def _process_with_retries(self, message: Any) -> tuple[dict[tuple[str, int], int], int, int]:
+        """Process one message, trying again at once after a throttle or timeout: processing is idempotent,
+        and a message failed back to SQS waits a whole visibility timeout before its next delivery."""
+        for attempt in range(1, MESSAGE_ATTEMPTS + 1):
+            try:
+                return self._process_message(message)
+            except Exception as exc:
+                if attempt == MESSAGE_ATTEMPTS or not self.transient(exc):
+                    raise
+                logger.info("retrying a throttled message", extra={"error": repr(exc)[:200], "attempt": attempt})
+                self.sleep(0.05 * 4**attempt)
+        raise AssertionError("unreachable")
 
     def _set_aside(
         self, message_id: str, body: str, where: tuple[str, int] | None, reason: str, outcome: BatchOutcome
@@ -703,8 +747,8 @@ class Pipeline:
             if message.gzip:
                 raw = b"".join(gunzip([raw], self.settings.json_object_max_bytes))
             text = raw.decode("utf-8", "replace")
-            if text.lstrip("\ufeff \r\n\t").startswith("{"):
-                as_lines = parse_ndjson_lines(text_lines(text), 1, ctx)
+            if text.lstrip("\ufeff \r\n\t").startswith("{") and not is_one_json_document(text):
+                as_lines = parse_ndjson_lines(text_lines(text), 1, ctx)  # objects one per line, named .json
                 return as_lines.ticks, as_lines
             parsed = parse_json_document(text, ctx)
             return parsed.ticks, parsed
@@ -761,7 +805,8 @@ class Pipeline:
             if meta is None:
                 live[ingestion_id] = True
             elif meta.get("source") == "s3":
-                live[ingestion_id] = not self._superseded(meta)
+                # A file whose scan failed counts not at all until it is replayed (same id, same chunks).
+                live[ingestion_id] = meta.get("status") != "failed" and not self._superseded(meta)
             else:
                 live[ingestion_id] = meta.get("status") != "failed"
         return live[ingestion_id]

@@ -47,6 +47,11 @@ class Grant:
 _READ_UPLOADS = Grant("ReadUploads", ("s3:GetObject", "s3:GetObjectVersion"), OBJECTS)
 # "A key's newest version is its truth": ListObjectVersions (IAM: s3:ListBucketVersions, on the bucket).
 _LATEST_VERSION = Grant("FindLatestVersion", ("s3:ListBucketVersions",), BUCKET)
+# An upload deleted before its event is handled: S3 answers HeadObject with 404 only to a caller that may
+# list the bucket, 403 to any other, and 403 would hide "gone" among real permission errors. No ListObjects
+# call is made; the permission only changes S3's answer.
+TELL_MISSING = "TellMissingObjects"
+_TELL_MISSING = Grant(TELL_MISSING, ("s3:ListBucket",), BUCKET)
 _QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)
 _AGGREGATE = (
     Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
@@ -65,7 +70,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
     # (GetItem when an event is redelivered), the key's ingestions (UpdateItem ADD), the windows of the
     # versions it replaces (Query, UpdateItem of dirty markers), queueing of the chunks.
     INGESTION: (
-        _READ_UPLOADS, _LATEST_VERSION,
+        _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
         Grant("State", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
         _QUEUE_SEND,
     ),

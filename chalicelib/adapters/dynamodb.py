@@ -28,6 +28,7 @@ from ..domain.errors import InvalidQuery, TransientError
 
 BATCH_WRITE_LIMIT = 25
 MAX_KEY_NS = 10**20 - 1
+CHUNK_ITEM_BYTES = 300_000  # a chunk result's JSON beyond this goes in pages (DynamoDB items hold 400 KB)
 HOUR_NS = 3_600 * 1_000_000_000
 MAX_ATTEMPTS = 10
 
@@ -49,6 +50,20 @@ def _bar_from_item(item: dict[str, Any], symbol: str, interval: str, start_ns: i
         trades=int(item["t"]["N"]), first_ns=int(item["f"]["N"]), last_ns=int(item["z"]["N"]),
         open_key=item["ok"]["S"], close_key=item["ck"]["S"],
     )
+
+
+def _pages(windows: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """``windows`` cut into dicts whose JSON stays within ``limit`` bytes."""
+    pages: list[dict[str, Any]] = [{}]
+    size = 2
+    for symbol, span in windows.items():
+        entry = len(json.dumps({symbol: span})) + 2
+        if pages[-1] and size + entry > limit:
+            pages.append({})
+            size = 2
+        pages[-1][symbol] = span
+        size += entry
+    return pages
 
 
 def _time_range(first: int, last: int) -> tuple[str, str] | None:
@@ -135,9 +150,19 @@ class DynamoStateStore:
         )
 
     def put_chunk_result(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> None:
+        """Store a processed chunk's result. Its windows (one entry per symbol) can outgrow an item (400 KB)
+        when a chunk holds thousands of symbols: they then go in pages of their own, written first."""
+        text = json.dumps(doc)
+        if len(text) > CHUNK_ITEM_BYTES and doc.get("windows"):
+            pages = _pages(doc["windows"], CHUNK_ITEM_BYTES)
+            for number, page in enumerate(pages):
+                self._client.put_item(TableName=self._table, Item={
+                    "pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}#W{number:05d}"},
+                    "doc": {"S": json.dumps(page)}})
+            text = json.dumps({**doc, "windows": {}, "window_pages": len(pages)})
         self._client.put_item(
             TableName=self._table,
-            Item={"pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}"}, "doc": {"S": json.dumps(doc)}},
+            Item={"pk": {"S": f"I#{ingestion_id}"}, "sk": {"S": f"C#{chunk:06d}"}, "doc": {"S": text}},
         )
 
     def record_chunk_failure(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> bool:
@@ -163,17 +188,23 @@ class DynamoStateStore:
     def get_ingestion(self, ingestion_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """The metadata document (None if unknown) and the chunk results, in chunk order."""
         meta = None
-        chunks = []
+        chunks: list[dict[str, Any]] = []
         for item in self._query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": f"I#{ingestion_id}"}},
             ConsistentRead=True,
         ):
             doc = json.loads(item["doc"]["S"])
-            if item["sk"]["S"] == "META":
+            sort_key = item["sk"]["S"]
+            if sort_key == "META":
                 meta = doc
+            elif "#W" in sort_key:  # a page of the windows of the chunk just before it in key order
+                if chunks and chunks[-1].get("window_pages"):
+                    chunks[-1]["windows"].update(doc)
             else:
                 chunks.append(doc)
+        for chunk in chunks:
+            chunk.pop("window_pages", None)
         return meta, chunks
 
     def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:

@@ -5,7 +5,8 @@ The services take this as a parameter (``Pipeline.transient``), so that they nev
 
 from __future__ import annotations
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..domain.errors import TransientError
 
@@ -20,7 +21,9 @@ RETRYABLE_CODES = frozenset({
 
 def is_transient(exc: BaseException) -> bool:
     """True for throttling, timeouts, connection failures and AWS's own 5xx errors."""
-    if isinstance(exc, (TransientError, BotoCoreError, ConnectionError, TimeoutError)):
+    # Not every BotoCoreError: a ParamValidationError is a bug, and retrying it only delays the DLQ.
+    if isinstance(exc, (TransientError, BotoConnectionError, HTTPClientError, IncompleteReadError,
+                        ConnectionError, TimeoutError)):
         return True
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})

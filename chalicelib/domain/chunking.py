@@ -64,6 +64,8 @@ def _first_long_line(buffer: bytearray, limit: int) -> tuple[int, int | None] | 
         line_start = buffer.rfind(b"\n", 0, window) + 1
         newline = buffer.find(b"\n", window + half)
         line_end = size if newline < 0 else newline
+        if line_end > line_start and buffer[line_end - 1] == 13:  # a CRLF's CR (perhaps its LF still to come)
+            line_end -= 1  # is the line's end, not its text
         if line_end - line_start > limit:
             return line_start, None if newline < 0 else newline + 1
         if newline < 0:
@@ -153,11 +155,12 @@ def split_lines(
 def first_line(
     blocks: Iterable[bytes], max_line_bytes: int, start: int = 0, number: int = 1
 ) -> tuple[FirstLine | LongLine | None, Iterator[bytes]]:
-    """The first line that is not blank (skipping any number of blank lines in bounded memory), and the
-    stream after it. A line longer than ``max_line_bytes`` in its place comes back as a LongLine whose end
-    is only as far as reading went; None means the stream holds only blank lines."""
+    """The first line that is not blank (skipping any number of blank lines, of any length, in bounded
+    memory), and the stream after it. A line longer than ``max_line_bytes`` in its place comes back as a
+    LongLine whose end is only as far as reading went; None means the stream holds only blank lines."""
     stream = iter(blocks)
     buffer = bytearray()
+    dropped = 0  # blank bytes of the current line already let go (the line may still turn out blank)
     for block in stream:
         buffer += block
         # Drop whole blank lines at the front; keep the line the first non-blank byte is on.
@@ -165,21 +168,28 @@ def first_line(
         newline = buffer.rfind(b"\n", 0, blank)
         if newline >= 0:
             number += buffer.count(b"\n", 0, newline + 1)
-            start += newline + 1
+            start += dropped + newline + 1
+            dropped = 0
             del buffer[: newline + 1]
             blank -= newline + 1
+        if blank == len(buffer):  # nothing but blanks so far on this line: past the limit, keep only their count
+            if len(buffer) > max_line_bytes:
+                dropped += len(buffer)
+                buffer.clear()
+            continue
         end = buffer.find(b"\n", blank)
         if end < 0:
-            if len(buffer) > max_line_bytes:
-                return LongLine(number, start, start + len(buffer)), stream
+            if dropped + len(buffer) - buffer.endswith(b"\r") > max_line_bytes:
+                return LongLine(number, start, start + dropped + len(buffer)), stream
             continue
-        if end > max_line_bytes:
-            return LongLine(number, start, start + end + 1), stream
+        length = end - 1 if end > 0 and buffer[end - 1] == 13 else end
+        if dropped + length > max_line_bytes:
+            return LongLine(number, start, start + dropped + end + 1), stream
         text = bytes(buffer[:end])
-        return FirstLine(number, text[:-1] if text.endswith(b"\r") else text, start + end + 1), \
+        return FirstLine(number, text[:-1] if text.endswith(b"\r") else text, start + dropped + end + 1), \
             itertools.chain([bytes(buffer[end + 1 :])], stream)
     if buffer.strip(_BLANK):
-        return FirstLine(number, bytes(buffer), start + len(buffer)), iter(())
+        return FirstLine(number, bytes(buffer), start + dropped + len(buffer)), iter(())
     return None, iter(())
 
 
@@ -198,8 +208,13 @@ def gunzip(blocks: Iterable[bytes], max_output: int | None = None) -> Iterator[b
     """
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     total = 0
+    padding = False  # zero bytes after the last member, which gzip(1) and Python's gzip accept
     for block in blocks:
         data = block
+        if padding:
+            if block.strip(b"\0"):
+                raise zlib.error("data after the zero padding that ends the gzip stream")
+            continue
         while data:
             out = inflater.decompress(data, INFLATE_STEP)
             data = inflater.unconsumed_tail
@@ -210,7 +225,9 @@ def gunzip(blocks: Iterable[bytes], max_output: int | None = None) -> Iterator[b
                 yield out
             if inflater.eof:
                 data = inflater.unused_data  # the next member, if any
-                if data:
+                if data and not data.strip(b"\0"):
+                    padding, data = True, b""
+                elif data:
                     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     if not inflater.eof:
         raise zlib.error("the gzip stream is truncated")

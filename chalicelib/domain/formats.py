@@ -226,6 +226,15 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
         result.ticks.append(tick)
 
 
+def is_one_json_document(text: str) -> bool:
+    """Whether ``text`` is a single JSON value (a pretty-printed object spans lines; NDJSON is many values)."""
+    try:
+        _json_loads(strip_space(text.lstrip("\ufeff")), strict=False)
+    except ValueError:  # json.JSONDecodeError included
+        return False
+    return True
+
+
 def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
     """A JSON body: one tick object or an array of them. Records are numbered from 0."""
     result = ParseResult(max_errors=ctx.max_errors)

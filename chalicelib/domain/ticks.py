@@ -82,21 +82,28 @@ def parse_decimal(field: str, raw: Any, *, allow_zero: bool) -> Decimal:
         return Decimal(0)  # no "-0" or "0E-8" in stored values
     if value.adjusted() >= _MAX_INTEGER_DIGITS:
         raise FieldError(field, f"is out of range (at most 18 digits before the point): {show(raw)}")
-    exponent = value.as_tuple().exponent
+    sign, digits, exponent = value.as_tuple()
     if isinstance(exponent, int) and exponent < -_MAX_SCALE:
-        # Trailing zeros do not change the value ("1.000000000000000000000" is 1): drop what is not needed.
-        reduced = value.normalize()
-        reduced_exponent = reduced.as_tuple().exponent
-        if isinstance(reduced_exponent, int) and reduced_exponent < -_MAX_SCALE:
+        # Trailing zeros do not change the value ("1.000000000000000000000" is 1): drop them, exactly (no
+        # Decimal context, whose 28 digits would round "1.0000000000000000000000000000001" to 1).
+        zeros = _trailing_zeros(digits)
+        kept = min(zeros, -exponent)
+        if exponent + kept < -_MAX_SCALE:
             raise FieldError(
                 field, f"has more than 18 decimal places (trailing zeros aside), more than can be kept exactly: "
                 f"{show(raw)}"
             )
-        value = reduced if isinstance(reduced_exponent, int) and reduced_exponent <= 0 else value.quantize(_ONE)
+        value = Decimal((sign, digits[: len(digits) - kept] or (0,), exponent + kept))
     return value
 
 
-_ONE = Decimal(1)
+def _trailing_zeros(digits: tuple[int, ...]) -> int:
+    count = 0
+    for digit in reversed(digits):
+        if digit:
+            break
+        count += 1
+    return count
 
 
 def _decimal_from_text(field: str, raw: str) -> Decimal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from .text import ascii_digits, show, strip_space
@@ -35,6 +35,7 @@ _NUMERIC_RE = re.compile(r"[+-]?\d+(?:\.\d*)?", re.ASCII)
 
 
 _EPOCH_DATE = date(1970, 1, 1)
+_EXACT = Context(prec=200)
 _SECOND_CACHE: dict[str, int] = {}
 _ISO_TAIL = re.compile(r"(?:\.(\d{1,9}))?(Z|z|\+00:00)?", re.ASCII)
 
@@ -153,7 +154,7 @@ def _epoch_to_ns(value: Decimal, unit: str | None) -> int:
                 unit = "us"
             else:
                 unit = "ns"
-        ns = value * UNIT_NS[unit]
+        ns = _EXACT.multiply(value, Decimal(UNIT_NS[unit]))  # never rounded: the check below must be exact
         if ns != ns.to_integral_value():
             raise TimestampError(f"has more precision than one nanosecond: {value}")
         return int(ns)

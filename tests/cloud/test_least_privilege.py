@@ -31,7 +31,9 @@ FUNCTION_IDS = {"api_handler": "APIHandler", "DataIngestion": "DataIngestion", "
                 "DataAggregator": "DataAggregator"}
 # Grants the Lambda service uses on the function's behalf, not the function's code: the SQS trigger's
 # polling, the asynchronous dead-letter queue, the function's logs and its traces.
-PLATFORM_SIDS = {"PollQueue", "DeadLetter", "Logs", "Tracing"}
+# Grants no call of the code shows: the platform's (the trigger's polling, Lambda's dead letters, logs,
+# tracing), and s3:ListBucket, which only turns S3's 403 for a missing object into 404.
+PLATFORM_SIDS = {"PollQueue", "DeadLetter", "Logs", "Tracing", policies.TELL_MISSING}
 REGION, ACCOUNT = "us-east-1", "123456789012"  # moto's defaults, and PSEUDO's
 
 

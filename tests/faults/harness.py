@@ -39,8 +39,9 @@ THROTTLE_CODES = {
 WRITE_OPERATIONS = {"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "SendMessageBatch", "PutEvents"}
 
 
-class InjectedCrash(Exception):
-    """The invocation died here (out of memory, timeout, a bug): nothing after this point ran."""
+class InjectedCrash(BaseException):
+    """The invocation died here (out of memory, a timeout): nothing after this point ran. A BaseException,
+    so that no ``except Exception`` in the code under test can catch it, as none can catch a real crash."""
 
 
 @dataclass
@@ -170,7 +171,7 @@ class Delivery:
             self.counts["messages_delivered"] += len(messages)
             try:
                 result = self._invoke("process_ticks", event)
-            except Exception:
+            except (Exception, InjectedCrash):
                 self.counts["failed_invocations"] += 1
                 failed = {m["MessageId"] for m in messages}
                 continue
@@ -208,7 +209,7 @@ class Delivery:
                     if self.duplicate:
                         self._invoke(handler, event)
                 self._sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
-            except Exception:
+            except (Exception, InjectedCrash):
                 self.counts["failed_event_invocations"] += 1
                 self._sqs.change_message_visibility(QueueUrl=self.events_queue_url,
                                                     ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
@@ -220,7 +221,7 @@ class Delivery:
                  "resources": [], "detail": {}}
         try:
             self._invoke("aggregate_on_schedule", event)
-        except Exception:
+        except (Exception, InjectedCrash):
             self.counts["failed_schedule_invocations"] += 1
 
     def run_until_quiet(self, max_rounds: int = 500) -> None:

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from tests.faults.conftest import DATA, TALLY
-from tests.faults.harness import Delivery, FaultInjector, FaultPlan
+from tests.faults.harness import Delivery, FaultInjector, FaultPlan, InjectedCrash
 
 XRP_TRADES = "freqtrade_binance_XRPETH_trades_2019-10-11_13.csv"
 XRP_1M = "freqtrade_binance_XRPETH_ohlcv-1m_2019-10-11_13.json"
@@ -88,7 +88,7 @@ def post(injector: FaultInjector, body: bytes, content_type: str = "text/csv") -
         try:
             with injector.invocation():
                 return pipeline().ingest_body(body, content_type, key)
-        except Exception:
+        except (Exception, InjectedCrash):
             TALLY["client_retries"] += 1
     raise AssertionError("the API kept failing")
 

@@ -397,6 +397,21 @@ CASES: list[Case] = [
          CSV, ".csv", status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
     Case("ndjson_leading_blank_lines", b"\n" * 70_000 + lines(good_json("ndjson_leading_blank_lines")), NDJSON,
          ".ndjson", status=202, accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("json_pretty_single_object", json.dumps(rec("json_pretty_single_object"), indent=2).encode(), status=202,
+         accepted=1, s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("gzip_zero_padded", gz_csv("GZIP_ZERO_PADDED,100.5,10," + TS) + b"\0" * 512, "application/gzip", ".csv.gz",
+         status=415, message="application/gzip", s3=S3(accepted=1, bars=ONE_BAR)),
+    Case("price_too_precise_for_28_digits", json.dumps([rec("price_too_precise_for_28_digits"),
+                                                        rec("price_too_precise_for_28_digits",
+                                                            price="1.0000000000000000000000000000001")]).encode(),
+         errors=(Err("record 1", "price", "more than 18 decimal places"),),
+         s3=S3(accepted=1, errors=(Err("record 1", "price", "more than 18 decimal places"),), bars=ONE_BAR)),
+    bad_record("price_tiny_exponent", '"price": 1e-1000000000, "volume": 1', "price", "more than 18 decimal places"),
+    Case("ndjson_lone_cr_inside_a_line", lines(good_json("ndjson_lone_cr_inside_a_line") + "\r"
+                                               + good_json("ndjson_lone_cr_inside_a_line"),
+                                               good_json("ndjson_lone_cr_inside_a_line")), NDJSON, ".ndjson",
+         errors=(Err("line 1", "-", "invalid JSON"),),
+         s3=S3(accepted=1, errors=(Err("line 1", "-", "invalid JSON"),), bars=ONE_BAR)),
     # ---- bounded resources (files) -------------------------------------------------------------------
     # a line longer than MAX_LINE_BYTES (1 MiB) is that line's reject, whatever it holds; its neighbours count
     Case("ndjson_line_too_long", lines(good_json("ndjson_line_too_long"), " " * (2 * MB),

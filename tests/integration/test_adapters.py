@@ -163,3 +163,18 @@ def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, 
     attributes = sqs.get_queue_attributes(QueueUrl=provisioned["queue_url"], AttributeNames=["RedrivePolicy"])
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert settings.dead_letter_queue_name in redrive["deadLetterTargetArn"]
+
+
+def test_a_chunk_of_thousands_of_symbols_is_stored_whole(provisioned: dict[str, str], settings: Settings) -> None:
+    """Option chains put thousands of symbols in one chunk: its windows outgrow one DynamoDB item."""
+    store = DynamoStateStore(boto3.client("dynamodb"), settings.table_name)
+    windows = {f"OPT{i:06d}C00190000": [i * MINUTE_NS, i * MINUTE_NS + 60 * MINUTE_NS] for i in range(20_000)}
+    store.put_ingestion("s3-0", {"ingestion_id": "s3-0", "status": "queued"})
+    for chunk in (0, 1):
+        store.put_chunk_result("s3-0", chunk, {"chunk": chunk, "accepted": 20_000, "rejected": 0,
+                                                "windows": windows if chunk == 0 else {"A": [1, 2]}, "errors": []})
+    meta, chunks = store.get_ingestion("s3-0")
+    assert meta == {"ingestion_id": "s3-0", "status": "queued"}
+    assert [c["chunk"] for c in chunks] == [0, 1]
+    assert chunks[0]["windows"] == windows and chunks[1]["windows"] == {"A": [1, 2]}
+    assert all("window_pages" not in c for c in chunks)

@@ -152,14 +152,20 @@ def test_long_lines_are_set_aside_and_everything_else_is_chunked(
     lines = document.split(b"\n")
     if document.endswith(b"\n"):
         lines.pop()
-    expected_long = [first + n for n, line in enumerate(lines) if len(line.rstrip(b"\r")) > limit
-                     and len(line) > limit]
+    expected_long = [first + n for n, line in enumerate(lines)
+                     if len(line[:-1] if line.endswith(b"\r") else line) > limit]  # a final CR ends the line
     assert [p.number for p in parts if isinstance(p, LongLine)] == expected_long
     for chunk in chunks:
         assert chunk.data == document[chunk.start - start : chunk.end - start]
         assert chunk.first_line == first + document[: chunk.start - start].count(b"\n")
-        assert all(len(line) <= limit for line in (chunk.data or b"").split(b"\n"))
+        assert all(len(line[:-1] if line.endswith(b"\r") else line) <= limit
+                   for line in (chunk.data or b"").split(b"\n"))
         assert chunk.blank == (not (chunk.data or b"").strip())
+
+
+def test_a_crlf_line_of_exactly_the_limit_is_not_long() -> None:
+    parts = list(split_lines([b"a" * 10 + b"\r\n" + b"b" * 11 + b"\r\n"], 100, max_line_bytes=10))
+    assert [type(p).__name__ for p in parts] == ["Chunk", "LongLine"]
 
 
 def test_a_line_without_end_is_skipped_in_bounded_memory() -> None:
@@ -184,6 +190,10 @@ def test_a_line_without_end_is_skipped_in_bounded_memory() -> None:
         (b"\nsymbol", FirstLine(2, b"symbol", 7), b""),
         (b"\n" + b"x" * 20 + b"\nA\n", LongLine(2, 1, 22), None),
         (b"\n" + b"x" * 20, LongLine(2, 1, 21), None),
+        (b"\n" + b" " * 40 + b"\nsymbol\n", FirstLine(3, b"symbol", 49), b""),  # a long blank line is blank
+        (b" " * 40, None, b""),
+        (b"\n" + b" " * 20 + b"symbol\n", LongLine(2, 1, 28), None),
+        (b"x" * 16 + b"\r\nA\n", FirstLine(1, b"x" * 16, 18), b"A\n"),  # exactly the limit, with CRLF
     ],
 )
 def test_first_line(document: bytes, expected: object, rest: bytes | None) -> None:

@@ -17,7 +17,7 @@ from chalicelib import services
 from chalicelib.domain.bars import Bar
 from chalicelib.domain.errors import TransientError
 from chalicelib.operations import Operations
-from chalicelib.services import Pipeline
+from chalicelib.services import MESSAGE_ATTEMPTS, Pipeline
 from chalicelib.settings import Settings
 from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
 
@@ -73,7 +73,8 @@ class Env:
 @pytest.fixture
 def env() -> Env:
     store, queue, dead, objects, clock = FlakyStore(), MemoryQueue(), MemoryDeadLetterQueue(), MemoryObjects(), Clock()
-    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(), clock=clock, dead_letters=dead)
+    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(), clock=clock, dead_letters=dead,
+                        sleep=lambda seconds: None)
     return Env(store, queue, dead, objects, clock, pipeline)
 
 
@@ -83,9 +84,16 @@ def post(env: Env, symbol: str, count: int = 3) -> str:
     return str(env.pipeline.ingest_body(body, "application/json")["ingestion_id"])
 
 
+def test_a_throttle_blip_is_absorbed_within_the_invocation(env: Env) -> None:
+    ingestion = post(env, "BLIP")
+    env.store.failures = MESSAGE_ATTEMPTS - 1
+    assert env.deliver() == []
+    assert env.status(ingestion)["status"] == "processed" and env.volumes("BLIP") == ["1", "1", "1"]
+
+
 def test_a_throttled_chunk_is_retried_then_counted_once(env: Env) -> None:
     ingestion = post(env, "THR")
-    env.store.failures = 1
+    env.store.failures = MESSAGE_ATTEMPTS  # every try of one delivery
     assert len(env.deliver()) == 1  # the message fails: SQS delivers it again
     status = env.status(ingestion)
     assert status["status"] == "processing" and status["chunks"] == {"total": 1, "processed": 0, "failed": 0}
@@ -100,7 +108,7 @@ def test_a_throttled_chunk_is_retried_then_counted_once(env: Env) -> None:
 
 def test_a_chunk_that_fails_its_last_delivery_shows_as_failed_until_redriven(env: Env) -> None:
     ingestion = post(env, "LAST")
-    env.store.failures = 1
+    env.store.failures = MESSAGE_ATTEMPTS  # every try of one delivery
     [_] = env.deliver(receive_count=5)  # the redrive policy moves it to the dead-letter queue now
     body = env.queue.messages.pop()
     env.dead_letters.put(body)
@@ -164,7 +172,7 @@ def test_a_failure_of_a_redundant_delivery_never_hides_a_processed_chunk(env: En
     [body] = env.queue.messages
     assert env.deliver() == []
     env.queue.messages.append(body)  # SQS delivers it once more
-    env.store.failures = 1
+    env.store.failures = MESSAGE_ATTEMPTS  # every try of one delivery
     assert len(env.deliver(receive_count=5)) == 1
     status = env.status(ingestion)
     assert (status["status"], status["accepted"], status["errors"]) == ("processed", 3, [])
@@ -223,3 +231,71 @@ def test_a_compressed_file_with_a_line_too_long_for_a_message_keeps_its_other_li
 def test_an_object_deleted_before_its_event_is_handled_is_gone_not_failed(env: Env) -> None:
     assert env.pipeline.ingest_object(BUCKET, "incoming/never.csv", "v-none")["status"] == "gone"
     assert env.store.ingestions == {} and env.queue.messages == []
+
+
+def test_splitting_a_compressed_chunk_cuts_at_line_feeds_only(env: Env) -> None:
+    """A lone CR is data: a line "{...}\\r{...}" is one bad line, even when its chunk must be split."""
+    row = json.dumps({"symbol": "CR", "price": 1, "volume": 1, "note": '"' * 50_000})  # 200 kB as message text
+    body = "\n".join([row, row + "\r" + row, row]) + "\n"
+    env.objects.put(BUCKET, "incoming/cr.ndjson.gz", gzip.compress(body.encode()))
+    result = env.pipeline.ingest_object(BUCKET, "incoming/cr.ndjson.gz", None)
+    assert env.deliver() == []
+    status = env.status(result["ingestion_id"])
+    assert (status["status"], status["accepted"], status["rejected"]) == ("processed", 2, 1)
+    assert [e["location"] for e in status["errors"]] == ["line 2"]
+
+
+def test_only_the_infrastructures_errors_are_transient() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
+
+    from chalicelib.adapters.failures import is_transient
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+    assert is_transient(TransientError("x"))
+    assert is_transient(EndpointConnectionError(endpoint_url="http://x"))
+    assert is_transient(ReadTimeoutError(endpoint_url="http://x"))
+    assert is_transient(client_error("ThrottlingException", 400))
+    assert is_transient(client_error("ServiceUnavailable", 503))
+    assert not is_transient(client_error("ValidationException", 400))
+    assert not is_transient(client_error("AccessDenied", 403))
+    assert not is_transient(ParamValidationError(report="bad parameter"))  # a bug: retrying cannot help
+    assert not is_transient(KeyError("bug"))
+
+
+def test_queue_messages_are_ascii_whatever_the_file_holds(env: Env) -> None:
+    """SQS refuses U+FFFE and U+FFFF in a message; JSON escapes keep any text deliverable."""
+    body = "symbol,price,volume,timestamp\nFFFF,1,1,1719800000\nFF\uffffFF,1,1,1719800000\n".encode()
+    env.objects.put(BUCKET, "incoming/\uffff.csv.gz", gzip.compress(body))
+    result = env.pipeline.ingest_object(BUCKET, "incoming/\uffff.csv.gz", None)
+    assert result["status"] == "queued" and all(m.isascii() for m in env.queue.messages)
+    assert env.deliver() == []
+    status = env.status(result["ingestion_id"])
+    assert (status["accepted"], status["rejected"]) == (1, 1)
+
+
+def test_a_file_whose_scan_fails_counts_not_at_all_until_replayed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = "".join(f"HALF,{10 + i},1,2024-07-01T10:{i:02d}:00Z\n" for i in range(40))
+    env.objects.put(BUCKET, "incoming/half.csv", ("symbol,price,volume,timestamp\n" + rows).encode())
+    env.pipeline = replace(env.pipeline, settings=replace(env.pipeline.settings, chunk_bytes=64))
+    sends = []
+    real_send = env.queue.send
+
+    def send_then_break(bodies: Any) -> int:
+        sends.append(len(bodies))
+        if len(sends) == 2:  # the first chunks are processed and aggregated while the scan goes on...
+            assert env.deliver() == []
+            assert env.volumes("HALF")
+            raise RuntimeError("a bug half-way through the scan")  # ...then it fails
+        return real_send(bodies)
+
+    monkeypatch.setattr(env.queue, "send", send_then_break)
+    result = env.pipeline.ingest_object(BUCKET, "incoming/half.csv", None)
+    assert result["status"] == "failed"
+    assert env.volumes("HALF") == []  # what had been counted is withdrawn
+    monkeypatch.setattr(env.queue, "send", real_send)
+    replayed = env.pipeline.ingest_object(BUCKET, "incoming/half.csv", None, force=True)  # after the fix
+    assert replayed["status"] == "queued" and replayed["ingestion_id"] == result["ingestion_id"]
+    assert env.deliver() == []
+    assert env.volumes("HALF") == ["1"] * 40

@@ -163,7 +163,8 @@ def _expected(fmt: str, lines: list[bytes], eol: bytes, limit: int) -> tuple[lis
     first = 2 if fmt == "csv" else 1
     for offset, raw in enumerate(lines):
         number = first + offset
-        if len(raw + eol) - 1 > limit:  # the bytes before its "\n" (a CRLF's "\r" included)
+        content = raw + eol[:-1]  # the bytes before its "\n"; a CRLF's CR is the line's end, not its text
+        if len(content[:-1] if content.endswith(b"\r") else content) > limit:
             rejects.append(long_line_error(f"line {number}", limit).location)
             continue
         text = (raw + eol).decode("utf-8", "replace")[:-1]
