@@ -2,34 +2,35 @@
 
 from chalice import Chalice, IAMAuthorizer, Rate
 
-from chalicelib import api, handlers
-from chalicelib.bootstrap import pipeline
-from chalicelib.services import CONTENT_TYPES, TICKS_PROCESSED
+from chalicelib.bootstrap import use_cases
+from chalicelib.domain.formats import MEDIA_TYPES
+from chalicelib.entrypoints import api, events
 from chalicelib.settings import get_settings
+from chalicelib.usecases.process_batch import TICKS_PROCESSED
 
 settings = get_settings()
 app = Chalice(app_name="market-data")
 iam = IAMAuthorizer()
 
 
-@app.route("/ingest", methods=["POST"], authorizer=iam, content_types=list(CONTENT_TYPES))
+@app.route("/ingest", methods=["POST"], authorizer=iam, content_types=list(MEDIA_TYPES))
 def ingest():
-    return api.post_ingest(app.current_request, pipeline())
+    return api.post_ingest(app.current_request, use_cases().ingest_body, settings.api_base_url)
 
 
 @app.route("/bars", methods=["GET"], authorizer=iam)
 def bars():
-    return api.get_bars(app.current_request, pipeline())
+    return api.get_bars(app.current_request, use_cases().read_bars)
 
 
 @app.route("/ingestions/{ingestion_id}", methods=["GET"], authorizer=iam)
 def ingestion(ingestion_id):
-    return api.get_ingestion(app.current_request, pipeline(), ingestion_id)
+    return api.get_ingestion(app.current_request, use_cases().ingestion_status, ingestion_id)
 
 
 @app.route("/symbols", methods=["GET"], authorizer=iam)
 def symbols():
-    return api.get_symbols(app.current_request, pipeline())
+    return api.get_symbols(app.current_request, use_cases().list_symbols)
 
 
 @app.on_cw_event(
@@ -37,12 +38,13 @@ def symbols():
     name="DataIngestion",
 )
 def ingest_object(event):
-    return handlers.on_object_created(event.detail, pipeline())
+    return events.on_object_created(event.detail, use_cases().ingest_object)
 
 
 @app.on_sqs_message(queue=settings.queue_name, batch_size=10, name="DataProcessor")
 def process_ticks(event):
-    return handlers.on_sqs_batch([r.to_dict() for r in event], pipeline(), settings)
+    return events.on_sqs_batch([r.to_dict() for r in event], use_cases().process_batch,
+                               settings.report_batch_item_failures)
 
 
 @app.on_cw_event(
@@ -50,9 +52,9 @@ def process_ticks(event):
     name="DataAggregator",
 )
 def aggregate_on_event(event):
-    return handlers.on_ticks_processed(event.detail, pipeline())
+    return events.on_ticks_processed(event.detail, use_cases().aggregate)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="DataAggregatorSchedule")
 def aggregate_on_schedule(event):
-    return handlers.on_schedule(pipeline())
+    return events.on_schedule(use_cases().aggregate)

@@ -1,11 +1,17 @@
-"""Composition root: the one place that builds real clients and adapters, on first use, cached per container.
+"""Composition root: the one place that builds adapters and wires them into the use cases, for the API, each
+Lambda function and the operator's command line.
 
-Nothing here runs at import (``chalice deploy``/``package`` import app.py on a developer's machine).
-Clients are built lazily so a function only pays for the clients it touches.
+Nothing here runs at import (``chalice deploy``/``package`` import app.py on a developer's machine):
+clients are built on first use and cached per container, so a function only pays for the clients it
+touches. Tests wire the same use cases to in-memory fakes with ``wire``.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -13,10 +19,20 @@ from .adapters.dynamodb import DynamoStateStore
 from .adapters.events import EventBridgePublisher
 from .adapters.failures import is_transient
 from .adapters.s3 import S3ObjectStore
+from .adapters.s3_listing import S3ObjectLister
 from .adapters.sqs import SqsTickQueue
+from .adapters.sqs_dlq import SqsDeadLetterQueue
 from .observability import count
-from .services import Pipeline
+from .ports import DeadLetterQueue, EventPublisher, ObjectLister, ObjectStore, TickQueue
 from .settings import Settings, get_settings
+from .usecases.aggregate import Aggregate
+from .usecases.common import Clock, Metric, Transient, no_metric
+from .usecases.ingest_body import IngestBody
+from .usecases.ingest_object import IngestObject
+from .usecases.operator import Operations
+from .usecases.process_batch import ProcessBatch
+from .usecases.queries import IngestionStatus, ListSymbols, ReadBars
+from .usecases.sources import Sources
 
 
 class LazyClient:
@@ -42,20 +58,76 @@ class LazyClient:
         return getattr(self._client, name)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    sqs = LazyClient("sqs", settings)
-    return Pipeline(
-        store=DynamoStateStore(LazyClient("dynamodb", settings), settings.table_name),
-        queue=SqsTickQueue(sqs, settings.queue_name),
-        events=EventBridgePublisher(LazyClient("events", settings), settings.event_bus_name, settings.event_source),
-        objects=S3ObjectStore(LazyClient("s3", settings)),
+@dataclass(frozen=True)
+class UseCases:
+    """Every use case of one deployment, wired to the same adapters."""
+
+    ingest_body: IngestBody
+    ingest_object: IngestObject
+    process_batch: ProcessBatch
+    aggregate: Aggregate
+    read_bars: ReadBars
+    ingestion_status: IngestionStatus
+    list_symbols: ListSymbols
+    settings: Settings
+
+
+def wire(
+    store: Any, queue: TickQueue, events: EventPublisher, objects: ObjectStore, settings: Settings, *,
+    dead_letters: TickQueue | None = None, clock: Clock = time.time_ns, metric: Metric = no_metric,
+    new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+    transient: Transient = is_transient, sleep: Callable[[float], None] = time.sleep,
+) -> UseCases:
+    """The use cases on these adapters. ``store`` implements every store port of chalicelib/ports.py (the
+    DynamoDB store, or the tests' in-memory twin)."""
+    sources = Sources(store, store, store, objects, new_token)
+    return UseCases(
+        ingest_body=IngestBody(store, store, queue, sources, settings, clock, metric, new_token, transient),
+        ingest_object=IngestObject(store, objects, queue, sources, settings, clock, metric, transient),
+        process_batch=ProcessBatch(store, store, store, objects, events, settings, dead_letters, clock, metric,
+                                   new_token, transient, sleep),
+        aggregate=Aggregate(store, store, store, store, sources, events, settings, clock, metric),
+        read_bars=ReadBars(store),
+        ingestion_status=IngestionStatus(store, sources, settings, clock),
+        list_symbols=ListSymbols(store),
         settings=settings,
-        metric=count,
-        dead_letters=SqsTickQueue(sqs, settings.dead_letter_queue_name),
-        transient=is_transient,
     )
 
 
+def wire_operations(use_cases: UseCases, store: Any, queue: TickQueue, dead_letters: DeadLetterQueue,
+                    listing: ObjectLister, new_token: Callable[[], str] = lambda: uuid.uuid4().hex) -> Operations:
+    """The operator's commands on these adapters and use cases."""
+    return Operations(use_cases.ingestion_status, use_cases.ingest_object, use_cases.aggregate, queue, dead_letters,
+                      listing, store, store, store, use_cases.settings, new_token)
+
+
+def _real(settings: Settings, metric: Metric) -> tuple[UseCases, DynamoStateStore, SqsTickQueue, LazyClient]:
+    sqs = LazyClient("sqs", settings)
+    store = DynamoStateStore(LazyClient("dynamodb", settings), settings.table_name)
+    queue = SqsTickQueue(sqs, settings.queue_name)
+    use_cases = wire(
+        store, queue, EventBridgePublisher(LazyClient("events", settings), settings.event_bus_name,
+                                           settings.event_source),
+        S3ObjectStore(LazyClient("s3", settings)), settings, metric=metric,
+        dead_letters=SqsTickQueue(sqs, settings.dead_letter_queue_name),
+    )
+    return use_cases, store, queue, sqs
+
+
+def build_use_cases(settings: Settings) -> UseCases:
+    """The stage's use cases on AWS (or whatever AWS_ENDPOINT_URL names), with metrics."""
+    return _real(settings, count)[0]
+
+
 @lru_cache(maxsize=1)
-def pipeline() -> Pipeline:
-    return build_pipeline(get_settings())
+def use_cases() -> UseCases:
+    """The use cases of this Lambda container (built on first use, then reused by warm invocations)."""
+    return build_use_cases(get_settings())
+
+
+def operations(settings: Settings) -> Operations:
+    """The operator's commands for a stage. A command line has no invocation to flush metrics with, so it
+    records none."""
+    use_cases, store, queue, sqs = _real(settings, no_metric)
+    return wire_operations(use_cases, store, queue, SqsDeadLetterQueue(sqs, settings.dead_letter_queue_name),
+                           S3ObjectLister(LazyClient("s3", settings)))

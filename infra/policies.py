@@ -27,7 +27,7 @@ INGEST_DLQ = "ingest-dlq"
 LOG_GROUP = "log-group"
 ANY = "any"
 
-# chalicelib.services.TICKS_PROCESSED and BARS_REVISED; tests check they agree.
+# chalicelib/usecases' TICKS_PROCESSED and BARS_REVISED; tests check they agree.
 TICKS_PROCESSED = "TicksProcessed"
 BARS_REVISED = "BarsRevised"
 
@@ -64,14 +64,15 @@ _AGGREGATE = (
 GRANTS: dict[str, tuple[Grant, ...]] = {
     # POST /ingest (idempotency record, ingestion metadata, queueing); GET /bars, /symbols; GET
     # /ingestions/{id} (chunk results, and for a file whether a newer version replaced it).
-    API_HANDLER: (Grant("State", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"), TABLE),
+    API_HANDLER: (Grant("State", ("dynamodb:PutItem", "dynamodb:Query"), TABLE),
                   _LATEST_VERSION, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
-    # (GetItem when an event is redelivered), the key's ingestions (UpdateItem ADD), the windows of the
-    # versions it replaces (Query, UpdateItem of dirty markers), queueing of the chunks.
+    # (a conditional PutItem answers with the stored record when an event is redelivered), the key's
+    # ingestions (UpdateItem ADD), the windows of the versions it replaces (Query, UpdateItem of dirty
+    # markers), queueing of the chunks.
     INGESTION: (
         _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
-        Grant("State", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
+        Grant("State", ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
         _QUEUE_SEND,
     ),
     # Ranged reads, partials (BatchWriteItem), dirty markers (UpdateItem), chunk results, the

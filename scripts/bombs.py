@@ -79,7 +79,7 @@ def run_case(name: str) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from chalicelib.bootstrap import build_pipeline
+    from chalicelib.bootstrap import build_use_cases
     from chalicelib.observability import logger
     from chalicelib.settings import Settings
     from localrun.provision import provision
@@ -88,7 +88,7 @@ def run_case(name: str) -> dict[str, Any]:
     with mock_aws():
         settings = Settings.from_env(os.environ)
         names = provision(settings, {}, boto3.session.Session())
-        pipeline = build_pipeline(settings)
+        pipeline = build_use_cases(settings)
         data = build()
         version = boto3.client("s3").put_object(Bucket=settings.bucket_name, Key=key, Body=data)["VersionId"]
         del data

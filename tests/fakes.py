@@ -13,9 +13,19 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+from chalicelib.bootstrap import UseCases
 from chalicelib.domain.bars import Bar
 from chalicelib.domain.errors import NotFound
-from chalicelib.ports import DeadLetter, ListedObject, ObjectInfo
+from chalicelib.domain.ingestion import (
+    ChunkFailure,
+    ChunkRecord,
+    ChunkResult,
+    IdempotencyClaim,
+    Ingestion,
+    chunk_from_doc,
+)
+from chalicelib.entrypoints.api import read_bars
+from chalicelib.ports import DeadLetter, DirtyWindow, ListedObject, ObjectInfo
 
 SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -26,12 +36,17 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(doc))
 
 
+HOUR_NS = 3_600 * 1_000_000_000
+
+
 class MemoryStateStore:
-    """The single-table state of chalicelib.adapters.dynamodb, as plain dicts."""
+    """Every store port of chalicelib/ports.py, in dicts, under the DynamoDB store's rules: records go through
+    JSON, conditional writes win or lose as in DynamoDB, dirty marks are kept per (symbol, hour) with one token
+    and handed out whole hours at a time. tests/contract runs the same suite against both."""
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now
-        self.ingestions: dict[str, dict[str, Any]] = {}
+        self.ingestions: dict[str, dict[str, Any]] = {}  # id -> Ingestion.to_doc()
         self.chunk_results: dict[str, dict[int, dict[str, Any]]] = {}
         self.idempotency: dict[str, tuple[dict[str, Any], int]] = {}
         # (symbol, minute start, source) -> partial; a re-put of the same source overwrites.
@@ -39,48 +54,54 @@ class MemoryStateStore:
         self.object_ingestions: dict[tuple[str, str], set[str]] = {}
         # (symbol, interval, start) -> (bar, revision, updated_ns)
         self.bars: dict[tuple[str, str, int], tuple[Bar, int, int]] = {}
-        # (symbol, minute start) -> token of the latest mark
-        self.dirty: dict[tuple[str, int], str] = {}
+        # (symbol, hour start) -> (dirty minutes, token of the latest mark)
+        self.dirty: dict[tuple[str, int], tuple[set[int], str]] = {}
         self.symbols: dict[str, int] = {}
 
     # -- ingestions ------------------------------------------------------------------------
-    def create_ingestion(self, ingestion_id: str, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if ingestion_id in self.ingestions:
-            return _copy(self.ingestions[ingestion_id])
-        self.ingestions[ingestion_id] = _copy(doc)
+    def create_ingestion(self, ingestion: Ingestion) -> Ingestion | None:
+        if ingestion.ingestion_id in self.ingestions:
+            return Ingestion.from_doc(_copy(self.ingestions[ingestion.ingestion_id]))
+        self.ingestions[ingestion.ingestion_id] = _copy(ingestion.to_doc())
         return None
 
-    def put_ingestion(self, ingestion_id: str, doc: dict[str, Any]) -> None:
-        self.ingestions[ingestion_id] = _copy(doc)
+    def put_ingestion(self, ingestion: Ingestion) -> None:
+        self.ingestions[ingestion.ingestion_id] = _copy(ingestion.to_doc())
 
-    def put_chunk_result(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> None:
-        self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
+    def put_chunk_result(self, ingestion_id: str, result: ChunkResult) -> None:
+        self.chunk_results.setdefault(ingestion_id, {})[result.chunk] = _copy(result.to_doc())
 
-    def record_chunk_failure(self, ingestion_id: str, chunk: int, doc: dict[str, Any]) -> bool:
-        existing = self.chunk_results.get(ingestion_id, {}).get(chunk)
+    def record_chunk_failure(self, ingestion_id: str, failure: ChunkFailure) -> bool:
+        existing = self.chunk_results.get(ingestion_id, {}).get(failure.chunk)
         if existing is not None and "state" not in existing:
             return False  # processed: a failure of a redundant delivery does not replace its result
-        self.chunk_results.setdefault(ingestion_id, {})[chunk] = _copy(doc)
+        self.chunk_results.setdefault(ingestion_id, {})[failure.chunk] = _copy(failure.to_doc())
         return True
 
-    def get_ingestion_meta(self, ingestion_id: str) -> dict[str, Any] | None:
+    def get_ingestion_meta(self, ingestion_id: str) -> Ingestion | None:
         return self.get_ingestion(ingestion_id)[0]
 
-    def get_ingestion(self, ingestion_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    def get_ingestion(self, ingestion_id: str) -> tuple[Ingestion | None, list[ChunkRecord]]:
         meta = self.ingestions.get(ingestion_id)
         chunks = self.chunk_results.get(ingestion_id, {})
-        return (_copy(meta) if meta is not None else None), [_copy(chunks[c]) for c in sorted(chunks)]
+        return (None if meta is None else Ingestion.from_doc(_copy(meta)),
+                [chunk_from_doc(_copy(chunks[c])) for c in sorted(chunks)])
+
+    def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
+        ids = self.object_ingestions.setdefault((bucket, key), set())
+        ids.add(ingestion_id)
+        return set(ids)
 
     # -- idempotency -----------------------------------------------------------------------
-    def claim_idempotency_key(self, key: str, doc: dict[str, Any], expires_at: int) -> dict[str, Any] | None:
+    def claim_idempotency_key(self, key: str, claim: IdempotencyClaim, expires_at: int) -> IdempotencyClaim | None:
         existing = self.idempotency.get(key)
         if existing is None or existing[1] < int(self._now()):
-            self.idempotency[key] = (_copy(doc), expires_at)
+            self.idempotency[key] = (_copy(claim.to_doc()), expires_at)
             return None
-        return _copy(existing[0])
+        return IdempotencyClaim.from_doc(_copy(existing[0]))
 
-    def complete_idempotency_key(self, key: str, doc: dict[str, Any], expires_at: int) -> None:
-        self.idempotency[key] = (_copy(doc), expires_at)
+    def complete_idempotency_key(self, key: str, claim: IdempotencyClaim, expires_at: int) -> None:
+        self.idempotency[key] = (_copy(claim.to_doc()), expires_at)
 
     # -- partial aggregates ----------------------------------------------------------------
     def put_partials(self, source: str, partials: Iterable[Bar]) -> int:
@@ -97,34 +118,41 @@ class MemoryStateStore:
     def list_partial_minutes(self, symbol: str, first_minute: int, last_minute: int) -> list[int]:
         return sorted({k[1] for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute})
 
-    def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
-        ids = self.object_ingestions.setdefault((bucket, key), set())
-        ids.add(ingestion_id)
-        return set(ids)
-
     # -- dirty windows ---------------------------------------------------------------------
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
         for symbol, minute in set(windows):
-            self.dirty[(symbol, minute)] = token
+            hour = (symbol, minute - minute % HOUR_NS)
+            minutes = self.dirty.get(hour, (set(), ""))[0]
+            self.dirty[hour] = (minutes | {minute}, token)
 
-    def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[tuple[str, int, str]]:
+    def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[DirtyWindow]:
         wanted = None if symbols is None else set(symbols)
-        out: list[tuple[str, int, str]] = []
-        for (symbol, minute), token in sorted(self.dirty.items(), key=lambda kv: f"{kv[0][0]}#{kv[0][1]:020d}"):
-            if wanted is not None and symbol not in wanted:
-                continue
-            out.append((symbol, minute, token))
+        out: list[DirtyWindow] = []
+        hours = sorted(self.dirty, key=lambda h: f"{h[0]}#{h[1]:020d}")  # the marker items' sort key order
+        if wanted is not None:
+            hours = sorted((h for h in hours if h[0] in wanted), key=lambda h: (h[0], h[1]))
+        for symbol, hour in hours:
+            minutes, token = self.dirty[(symbol, hour)]
+            out.extend((symbol, minute, token) for minute in sorted(minutes))
             if len(out) >= limit:
                 break
         return out
 
-    def clear_dirty(self, entries: Iterable[tuple[str, int, str]]) -> int:
-        cleared = 0
+    def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
+        hours: dict[tuple[str, int, str], int] = {}
         for symbol, minute, token in entries:
-            if self.dirty.get((symbol, minute)) == token:
-                del self.dirty[(symbol, minute)]
-                cleared += 1
+            key = (symbol, minute - minute % HOUR_NS, token)
+            hours[key] = hours.get(key, 0) + 1
+        cleared = 0
+        for (symbol, hour, token), minutes in hours.items():
+            if self.dirty.get((symbol, hour), (set(), None))[1] == token:
+                del self.dirty[(symbol, hour)]
+                cleared += minutes
         return cleared
+
+    def dirty_minutes(self) -> set[tuple[str, int]]:
+        """Test helper: every dirty (symbol, minute)."""
+        return {(symbol, minute) for (symbol, _), (minutes, _) in self.dirty.items() for minute in minutes}
 
     # -- bars ------------------------------------------------------------------------------
     def query_bars(
@@ -317,3 +345,10 @@ class MemoryObjects:
                 version, data, _, _ = versions[-1]
                 yield ListedObject(key, version, len(data), self._modified[(bucket, key, version)],
                                    hashlib.md5(data).hexdigest())
+
+
+def bars_json(use_cases: UseCases, symbol: str | None, interval: str | None = None, start: str | None = None,
+              end: str | None = None, limit: str | None = None, cursor: str | None = None) -> dict[str, Any]:
+    """What GET /bars answers for these parameters (through the API's own query parsing and JSON)."""
+    params = {"symbol": symbol, "interval": interval, "start": start, "end": end, "limit": limit, "next": cursor}
+    return read_bars({k: v for k, v in params.items() if v is not None}, use_cases.read_bars)

@@ -30,12 +30,12 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     from chalice.app import CloudWatchEventConfig
 
     import app as app_module
-    from chalicelib.bootstrap import pipeline
+    from chalicelib.bootstrap import use_cases
     from chalicelib.settings import get_settings
     from localrun.provision import provision
 
     with mock_aws():
-        pipeline.cache_clear()
+        use_cases.cache_clear()
         settings = get_settings()
         patterns = {s.name: s.event_pattern for s in app_module.app.event_sources
                     if isinstance(s, CloudWatchEventConfig)}
@@ -43,4 +43,4 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         try:
             yield {"app": app_module, "settings": settings, **names}
         finally:
-            pipeline.cache_clear()
+            use_cases.cache_clear()

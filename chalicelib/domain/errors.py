@@ -1,19 +1,28 @@
-"""The pipeline's error tree. Entry points map these to HTTP statuses in one place (chalicelib.api).
+"""The pipeline's error tree: every error it raises on purpose. Entry points map them to their protocol in one
+place each (HTTP statuses: chalicelib/entrypoints/api.py; exit codes: chalicelib/entrypoints/cli.py).
 
     PipelineError
-    ├── InputError                 the caller sent something we cannot accept (4xx)
-    │   ├── InvalidTicks           one or more records failed validation; carries the list (400)
-    │   ├── InvalidQuery           a bad query-string parameter (400)
-    │   ├── UnsupportedFormat      content type / file format we cannot read (415)
-    │   ├── PayloadTooLarge        body over the configured limit (413)
-    │   └── IdempotencyConflict    an Idempotency-Key reused with a different body (409)
-    ├── NotFound                   an ingestion id or resource that does not exist (404)
-    └── TransientError             a dependency failed; retrying may succeed (503)
+    ├── InputError                 the caller sent something we cannot accept
+    │   ├── InvalidTicks           one or more records failed validation; carries the located rejects
+    │   ├── InvalidQuery           a bad query-string parameter or command-line option
+    │   ├── UnsupportedFormat      a content type or file format we cannot read
+    │   ├── PayloadTooLarge        a body over the configured limit
+    │   ├── IdempotencyConflict    an Idempotency-Key reused with a different body
+    │   └── FileRejected           a whole file cannot be ingested (format, header, compression, a limit)
+    ├── NotFound                   an ingestion, object or resource that does not exist
+    ├── TransientError             a dependency failed in a way that retrying may fix (throttling, timeouts)
+    ├── QueueRejected              the queue refused a message (too big, bad characters): retrying cannot fix it
+    ├── OperationIncomplete        an operator command stopped part-way; carries what it did before
+    └── BatchFailed                some messages of an SQS batch failed, and the trigger cannot be told which
+
+A record's problem is not an exception but a RecordError value: where (``line 17``, ``record 3``), which
+field, and why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,62 +43,62 @@ class RecordError:
 class PipelineError(Exception):
     """Base of every error the pipeline raises on purpose."""
 
-    status = 500
-    code = "InternalError"
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
-    def as_dict(self) -> dict[str, object]:
-        return {"error": self.code, "message": self.message}
-
 
 class InputError(PipelineError):
-    status = 400
-    code = "BadRequest"
+    """The caller sent something we cannot accept."""
 
 
 class InvalidTicks(InputError):
-    code = "InvalidTicks"
-
     def __init__(self, errors: list[RecordError], total_errors: int | None = None) -> None:
         total = len(errors) if total_errors is None else total_errors
         super().__init__(f"{total} invalid record(s); nothing was ingested")
         self.errors = errors
         self.total_errors = total
 
-    def as_dict(self) -> dict[str, object]:
-        body = super().as_dict()
-        body["error_count"] = self.total_errors
-        body["errors"] = [e.as_dict() for e in self.errors]
-        return body
-
 
 class InvalidQuery(InputError):
-    code = "InvalidQuery"
+    pass
 
 
 class UnsupportedFormat(InputError):
-    status = 415
-    code = "UnsupportedMediaType"
+    pass
 
 
 class PayloadTooLarge(InputError):
-    status = 413
-    code = "PayloadTooLarge"
+    pass
 
 
 class IdempotencyConflict(InputError):
-    status = 409
-    code = "IdempotencyConflict"
+    pass
+
+
+class FileRejected(InputError):
+    """A whole file cannot be ingested; the message says why."""
 
 
 class NotFound(PipelineError):
-    status = 404
-    code = "NotFound"
+    pass
 
 
 class TransientError(PipelineError):
-    status = 503
-    code = "ServiceUnavailable"
+    pass
+
+
+class QueueRejected(PipelineError):
+    pass
+
+
+class OperationIncomplete(PipelineError):
+    """An operation stopped part-way; ``result`` tells what it did before."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class BatchFailed(PipelineError):
+    """Raised to make Lambda retry the whole batch when the trigger cannot report item failures."""

@@ -19,6 +19,15 @@ from .errors import RecordError
 from .text import show, strip_space
 from .ticks import Tick, tick_from_record
 
+# Media types, for request bodies and for files whose name says nothing: format by type.
+MEDIA_TYPES = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "text/csv": "csv",
+}
+
 # field -> ordered (alias, epoch unit) pairs; the first alias present in a header wins.
 COLUMN_ALIASES: dict[str, tuple[tuple[str, str | None], ...]] = {
     "timestamp": (
@@ -381,48 +390,3 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
         result.reject([RecordError(f"line {leading + 1}", "header", problem)])
         return result
     return parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)
-
-
-# What common binary files begin with. Anything else is read as text, line by line: a line that is not text
-# is that line's reject, so a damaged line never costs a file its good ones.
-BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"%PDF-", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one)"),
-    (b"PK\x05\x06", "an empty ZIP archive"), (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Office document (.xls)"),
-    (b"PAR1", "a Parquet file"), (b"ARROW1", "an Arrow file"), (b"Obj\x01", "an Avro file"),
-    (b"SQLite format 3\x00", "an SQLite database"), (b"\x1f\x8b", "gzip-compressed (name it ....gz)"),
-    (b"BZh", "bzip2-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed"), (b"\x7fELF", "a program (ELF)"),
-    (b"\xff\xfe\x00\x00", "UTF-32 text (save it as UTF-8)"), (b"\x00\x00\xfe\xff", "UTF-32 text (save it as UTF-8)"),
-    (b"\xff\xfe", "UTF-16 text (save it as UTF-8)"), (b"\xfe\xff", "UTF-16 text (save it as UTF-8)"),
-)
-
-
-def binary_format(head: bytes) -> str | None:
-    """What binary format a file's first bytes are, or None when they may be text."""
-    for signature, name in BINARY_SIGNATURES:
-        if head.startswith(signature):
-            return name
-    return None
-
-
-def detect_format(name: str, content_type: str | None, head: bytes) -> str | None:
-    """Format from a file name, else a content type, else the first non-blank byte."""
-    lowered = name.lower()
-    if lowered.endswith(".gz"):
-        lowered = lowered[:-3]
-    for suffix, fmt in ((".csv", "csv"), (".tsv", None), (".ndjson", "ndjson"), (".jsonl", "ndjson"),
-                        (".json", "json")):
-        if lowered.endswith(suffix):
-            return fmt
-    ctype = (content_type or "").split(";")[0].strip().lower()
-    by_type = {"text/csv": "csv", "application/x-ndjson": "ndjson", "application/jsonl": "ndjson",
-               "application/json": "json"}
-    if ctype in by_type:
-        return by_type[ctype]
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if text.startswith(b"["):
-        return "json"
-    if text.startswith(b"{"):
-        return "ndjson"
-    return "csv"

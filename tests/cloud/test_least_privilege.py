@@ -146,7 +146,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
         # Each function runs in containers of its own: nothing one caches (clients, the queue URL) is
         # seen by another.
         if containers and containers[-1] != name:
-            pipeline.cache_clear()
+            use_cases.cache_clear()
         containers.append(name)
         acting.append(name)
         try:
@@ -158,13 +158,13 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
     from chalice.test import Client
 
     import app as app_module
-    from chalicelib.bootstrap import pipeline
+    from chalicelib.bootstrap import use_cases
     from chalicelib.settings import get_settings
     from localrun.provision import provision
 
     try:
         with mock_aws():
-            pipeline.cache_clear()
+            use_cases.cache_clear()
             settings = get_settings()
             assert settings.table_name == stage.table_name
             patterns = {s.name: s.event_pattern for s in app_module.app.event_sources
@@ -262,7 +262,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 assert "BarsRevised" in published or any(
                     op == "PutEvents" and p["Entries"][0]["DetailType"] == "BarsRevised"
                     for _, op, p in calls["DataAggregator"])
-            pipeline.cache_clear()
+            use_cases.cache_clear()
         yield dict(calls)
     finally:
         patch.undo()
@@ -295,7 +295,8 @@ def test_every_data_action_granted_is_used(packaged_stacks: dict[str, Packaged],
 
 
 def test_the_events_the_functions_may_publish_are_the_ones_the_code_publishes() -> None:
-    from chalicelib.services import BARS_REVISED, TICKS_PROCESSED
+    from chalicelib.usecases.aggregate import BARS_REVISED
+    from chalicelib.usecases.process_batch import TICKS_PROCESSED
 
     assert (policies.TICKS_PROCESSED, policies.BARS_REVISED) == (TICKS_PROCESSED, BARS_REVISED)
 

@@ -236,9 +236,12 @@ class Delivery:
         raise AssertionError(f"the pipeline did not settle in {max_rounds} rounds: {dict(self.counts)}")
 
     def _dirty_left(self) -> int:
-        from chalicelib.bootstrap import pipeline
+        import boto3
 
-        return len(pipeline().store.list_dirty(None, 10))
+        from chalicelib.adapters.dynamodb import DynamoStateStore
+        from chalicelib.settings import get_settings
+
+        return len(DynamoStateStore(boto3.client("dynamodb"), get_settings().table_name).list_dirty(None, 10))
 
     def dead_letters(self) -> list[str]:
         bodies = []

@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.fakes import bars_json
 from tests.faults.conftest import DATA, TALLY
 from tests.faults.harness import Delivery, FaultInjector, FaultPlan, InjectedCrash
 
@@ -67,12 +68,12 @@ def csv_body(header: list[str], rows: list[list[str]]) -> bytes:
 
 
 def bars(symbol: str, interval: str) -> list[dict[str, Any]]:
-    from chalicelib.bootstrap import pipeline
+    from chalicelib.bootstrap import use_cases
 
     out: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = pipeline().get_bars(symbol, interval, limit="5000", cursor=cursor)
+        page = bars_json(use_cases(), symbol, interval, limit="5000", cursor=cursor)
         out += page["bars"]
         cursor = page["next"]
         if not cursor:
@@ -81,13 +82,13 @@ def bars(symbol: str, interval: str) -> list[dict[str, Any]]:
 
 def post(injector: FaultInjector, body: bytes, content_type: str = "text/csv") -> dict[str, Any]:
     """POST /ingest as a careful client does: on a 5xx, retry with the same Idempotency-Key."""
-    from chalicelib.bootstrap import pipeline
+    from chalicelib.bootstrap import use_cases
 
     key = f"k-{random.random()}"
     for _ in range(20):
         try:
             with injector.invocation():
-                return pipeline().ingest_body(body, content_type, key)
+                return use_cases().ingest_body(body, content_type, key)
         except (Exception, InjectedCrash):
             TALLY["client_retries"] += 1
     raise AssertionError("the API kept failing")

@@ -102,9 +102,7 @@ def test_status_url_never_comes_from_the_host_header(stack: dict[str, Any], host
 def test_status_url_uses_the_configured_base_url(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from chalicelib.bootstrap import pipeline
-
-    monkeypatch.setattr(pipeline(), "settings", replace(pipeline().settings, api_base_url="https://api.example.com/v1"))
+    monkeypatch.setattr(stack["app"], "settings", replace(stack["settings"], api_base_url="https://api.example.com/v1"))
     response = stack["client"].http.post("/ingest", headers={"Content-Type": "application/json", "Host": "evil"},
                                          body=json.dumps(TICKS[0]).encode())
     body = json.loads(response.body)

@@ -65,38 +65,6 @@ def test_partials_written_past_the_batch_limit_and_unprocessed_items_retried(
     assert len(again) == 60 and {b.close for _, b in again} == {Decimal("11")}
 
 
-def test_dirty_markers_clear_only_when_unchanged(provisioned: dict[str, str], settings: Settings,
-                                                 session: boto3.session.Session) -> None:
-    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
-    hour = 60 * MINUTE_NS
-    store.mark_dirty([("AAPL", 0), ("AAPL", MINUTE_NS), ("AAPL", hour), ("MSFT", 0)], "t1")
-    seen = store.list_dirty(None, 100)
-    assert {(s, m) for s, m, _ in seen} == {("AAPL", 0), ("AAPL", MINUTE_NS), ("AAPL", hour), ("MSFT", 0)}
-    store.mark_dirty([("AAPL", 2 * MINUTE_NS)], "t2")  # marked while an aggregation was running
-    assert store.clear_dirty(seen) == 2  # AAPL's second hour and MSFT; AAPL's first hour must be redone
-    redo = [("AAPL", 0, "t2"), ("AAPL", MINUTE_NS, "t2"), ("AAPL", 2 * MINUTE_NS, "t2")]
-    assert store.list_dirty(["AAPL"], 100) == redo
-    assert store.list_dirty(["MSFT"], 100) == []
-
-
-def test_bars_round_trip_with_revision_and_pagination(provisioned: dict[str, str], settings: Settings,
-                                                      session: boto3.session.Session) -> None:
-    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
-    store.put_bars([(_bar("ETH/USDT", m, "0.00139676"), 1) for m in range(7)], 0)
-    page, cursor = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5)
-    assert [b.start_ns for b, _ in page] == [m * MINUTE_NS for m in range(5)]
-    assert page[0][0].open == Decimal("0.00139676") and page[0][1] == 1
-    rest, end = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5, after=cursor)
-    assert [b.start_ns for b, _ in rest] == [5 * MINUTE_NS, 6 * MINUTE_NS] and end is None
-
-
-def test_idempotency_claim_returns_the_first_record(provisioned: dict[str, str], settings: Settings,
-                                                    session: boto3.session.Session) -> None:
-    store = DynamoStateStore(session.client("dynamodb"), settings.table_name)
-    assert store.claim_idempotency_key("k1", {"hash": "h", "state": "pending"}, 4_000_000_000) is None
-    assert store.claim_idempotency_key("k1", {"hash": "other"}, 4_000_000_000) == {"hash": "h", "state": "pending"}
-
-
 def test_queue_packs_batches_within_sqs_limits(provisioned: dict[str, str], settings: Settings,
                                                session: boto3.session.Session) -> None:
     queue = SqsTickQueue(session.client("sqs"), settings.queue_name)
@@ -164,17 +132,3 @@ def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, 
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert settings.dead_letter_queue_name in redrive["deadLetterTargetArn"]
 
-
-def test_a_chunk_of_thousands_of_symbols_is_stored_whole(provisioned: dict[str, str], settings: Settings) -> None:
-    """Option chains put thousands of symbols in one chunk: its windows outgrow one DynamoDB item."""
-    store = DynamoStateStore(boto3.client("dynamodb"), settings.table_name)
-    windows = {f"OPT{i:06d}C00190000": [i * MINUTE_NS, i * MINUTE_NS + 60 * MINUTE_NS] for i in range(20_000)}
-    store.put_ingestion("s3-0", {"ingestion_id": "s3-0", "status": "queued"})
-    for chunk in (0, 1):
-        store.put_chunk_result("s3-0", chunk, {"chunk": chunk, "accepted": 20_000, "rejected": 0,
-                                                "windows": windows if chunk == 0 else {"A": [1, 2]}, "errors": []})
-    meta, chunks = store.get_ingestion("s3-0")
-    assert meta == {"ingestion_id": "s3-0", "status": "queued"}
-    assert [c["chunk"] for c in chunks] == [0, 1]
-    assert chunks[0]["windows"] == windows and chunks[1]["windows"] == {"A": [1, 2]}
-    assert all("window_pages" not in c for c in chunks)

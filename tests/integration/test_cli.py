@@ -14,11 +14,12 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.bootstrap import build_pipeline
-from chalicelib.cli import main
+from chalicelib.adapters.dynamodb import DynamoStateStore
+from chalicelib.bootstrap import UseCases, build_use_cases
 from chalicelib.domain.timefmt import parse_timestamp
-from chalicelib.services import Pipeline
+from chalicelib.entrypoints.cli import main
 from chalicelib.settings import Settings
+from tests.fakes import bars_json
 
 Cli = Callable[..., tuple[int, Any, str]]
 STAGE = "itest"  # the stage of tests/integration/conftest.py's settings, named by the convention
@@ -42,8 +43,8 @@ def sqs(session: boto3.session.Session) -> Any:
 
 
 @pytest.fixture
-def pipeline(provisioned: dict[str, str], settings: Settings) -> Pipeline:
-    return build_pipeline(settings)
+def pipeline(provisioned: dict[str, str], settings: Settings) -> UseCases:
+    return build_use_cases(settings)
 
 
 def queue_url(sqs: Any, name: str) -> str:
@@ -67,7 +68,7 @@ def take_all(sqs: Any, url: str) -> list[tuple[str, str]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def process_all(pipeline: Pipeline, sqs: Any, url: str) -> None:
+def process_all(pipeline: UseCases, sqs: Any, url: str) -> None:
     """What the processor and the aggregator would do with everything queued."""
     outcome = pipeline.process_batch(take_all(sqs, url))
     assert outcome.failed_message_ids == []
@@ -79,12 +80,12 @@ def tick_rows(symbol: str, minutes: int = 3) -> list[dict[str, str]]:
              "timestamp": f"2024-07-01T10:{i // 2:02d}:{(i * 13) % 60:02d}Z"} for i in range(2 * minutes)]
 
 
-def volumes(pipeline: Pipeline, symbol: str, interval: str = "1m") -> Decimal:
-    return sum((Decimal(b["volume"]) for b in pipeline.get_bars(symbol, interval, limit="5000")["bars"]), Decimal(0))
+def volumes(pipeline: UseCases, symbol: str, interval: str = "1m") -> Decimal:
+    return sum((Decimal(b["volume"]) for b in bars_json(pipeline, symbol, interval, limit="5000")["bars"]), Decimal(0))
 
 
 # ---------------------------------------------------------------------------------------------- status
-def test_status_prints_what_the_api_answers(cli: Cli, pipeline: Pipeline) -> None:
+def test_status_prints_what_the_api_answers(cli: Cli, pipeline: UseCases) -> None:
     accepted = pipeline.ingest_body(json.dumps(tick_rows("STAT")).encode(), "application/json")
     code, doc, _ = cli("status", accepted["ingestion_id"])
     assert code == 0
@@ -114,7 +115,7 @@ def test_counts_are_written_with_ascii_digits(cli: Cli, count: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- dead letters
 def test_dlq_list_leaves_messages_and_redrive_moves_only_with_yes(
-    cli: Cli, sqs: Any, settings: Settings, pipeline: Pipeline
+    cli: Cli, sqs: Any, settings: Settings, pipeline: UseCases
 ) -> None:
     dlq, queue = queue_url(sqs, settings.dead_letter_queue_name), queue_url(sqs, settings.queue_name)
     poison = "this is not a pipeline message"
@@ -146,7 +147,7 @@ def test_dlq_list_leaves_messages_and_redrive_moves_only_with_yes(
 
 # ---------------------------------------------------------------------------------------------- replay
 def test_replay_previews_then_requeues_objects_ingested_already_without_doubling(
-    cli: Cli, session: boto3.session.Session, sqs: Any, settings: Settings, pipeline: Pipeline
+    cli: Cli, session: boto3.session.Session, sqs: Any, settings: Settings, pipeline: UseCases
 ) -> None:
     s3 = session.client("s3")
     bucket, queue = settings.bucket_name, queue_url(sqs, settings.queue_name)
@@ -189,7 +190,7 @@ def test_replay_previews_then_requeues_objects_ingested_already_without_doubling
 
 # ---------------------------------------------------------------------------------------------- recompute
 def test_recompute_restores_deleted_bars_and_drops_bars_without_partials(
-    cli: Cli, session: boto3.session.Session, sqs: Any, settings: Settings, pipeline: Pipeline
+    cli: Cli, session: boto3.session.Session, sqs: Any, settings: Settings, pipeline: UseCases
 ) -> None:
     ddb = session.client("dynamodb")
     symbol = "RECOMP"
@@ -198,7 +199,7 @@ def test_recompute_restores_deleted_bars_and_drops_bars_without_partials(
 
     def served(interval: str) -> list[dict[str, Any]]:
         return [{k: v for k, v in b.items() if k != "revision"}
-                for b in pipeline.get_bars(symbol, interval, limit="5000")["bars"]]
+                for b in bars_json(pipeline, symbol, interval, limit="5000")["bars"]]
 
     before = {iv: served(iv) for iv in ("1m", "5m", "1h")}
     assert len(before["1m"]) == 3
@@ -208,8 +209,9 @@ def test_recompute_restores_deleted_bars_and_drops_bars_without_partials(
     five = parse_timestamp("2024-07-01T10:00:00Z")
     ddb.delete_item(TableName=settings.table_name, Key={"pk": {"S": f"B#{symbol}#5m"}, "sk": {"S": f"{five:020d}"}})
     # A 1m bar whose minute has no partial (bars are derived from partials): recompute drops it.
-    some_bar = pipeline.store.query_bars(symbol, "1m", 0, 10**19)[0][0][0]
-    pipeline.store.put_bars([(replace(some_bar, start_ns=parse_timestamp("2024-07-01T10:30:00Z")), 1)], 0)
+    store = DynamoStateStore(ddb, settings.table_name)
+    some_bar = store.query_bars(symbol, "1m", 0, 10**19)[0][0][0]
+    store.put_bars([(replace(some_bar, start_ns=parse_timestamp("2024-07-01T10:30:00Z")), 1)], 0)
     assert len(served("1m")) == 3 and len(served("5m")) == 0
 
     code, doc, _ = cli("recompute", "--symbol", symbol, "--start", "2024-07-01T10:00:00Z",
@@ -218,7 +220,7 @@ def test_recompute_restores_deleted_bars_and_drops_bars_without_partials(
     assert (doc["minutes_with_partials"], doc["bars_without_partials"], doc["minutes_marked"]) == (3, 1, 4)
     assert doc["aggregation"]["complete"] is True
     assert {iv: served(iv) for iv in before} == before
-    assert pipeline.store.list_dirty([symbol], 100) == []
+    assert store.list_dirty([symbol], 100) == []
 
     code, doc, _ = cli("recompute", "--symbol", symbol, "--start", "2024-07-02T00:00:00Z")
     assert code == 0 and doc["minutes_marked"] == 0 and doc["aggregation"] is None

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.adapters.dynamodb import DynamoStateStore
+from chalicelib.bootstrap import wire
 from chalicelib.domain.bars import MINUTE_NS, Bar
 from chalicelib.domain.errors import InvalidQuery
-from chalicelib.services import Pipeline
 from chalicelib.settings import Settings
-from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue
+from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, bars_json
 
 START = 1_719_828_000 * 1_000_000_000  # 2024-07-01T10:00:00Z
 
@@ -78,10 +78,10 @@ def test_bar_queries_never_send_an_inverted_range(
     next_: str | None,
 ) -> None:
     store, recorder = store_and_recorder
-    pipeline = Pipeline(store, MemoryQueue(), MemoryEvents(), MemoryObjects(), Settings())
+    pipeline = wire(store, MemoryQueue(), MemoryEvents(), MemoryObjects(), Settings())
     recorder.bounds.clear()
     try:
-        page = pipeline.get_bars("Q", "1m", start, end, limit, next_)
+        page = bars_json(pipeline, "Q", "1m", start, end, limit, next_)
     except InvalidQuery:
         return
     assert all(lo <= hi for lo, hi in recorder.bounds), recorder.bounds
@@ -118,7 +118,6 @@ class RefusingClient:
 
 def test_a_validation_exception_is_the_requests_400(provisioned: dict[str, str], settings: Settings) -> None:
     store = DynamoStateStore(RefusingClient(boto3.client("dynamodb")), settings.table_name)
-    pipeline = Pipeline(store, MemoryQueue(), MemoryEvents(), MemoryObjects(), Settings())
-    with pytest.raises(InvalidQuery, match="Invalid KeyConditionExpression") as raised:
-        pipeline.get_bars("Q", "1m")
-    assert raised.value.status == 400
+    pipeline = wire(store, MemoryQueue(), MemoryEvents(), MemoryObjects(), Settings())
+    with pytest.raises(InvalidQuery, match="Invalid KeyConditionExpression"):
+        bars_json(pipeline, "Q", "1m")

@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from chalicelib import services
+from chalicelib.bootstrap import UseCases, wire, wire_operations
 from chalicelib.domain.bars import Bar
 from chalicelib.domain.errors import TransientError
-from chalicelib.operations import Operations
-from chalicelib.services import MESSAGE_ATTEMPTS, Pipeline
 from chalicelib.settings import Settings
-from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
+from chalicelib.usecases import ingest_object, process_batch
+from chalicelib.usecases.operator import Operations
+from chalicelib.usecases.process_batch import MESSAGE_ATTEMPTS
+from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
 
 SECOND = 1_000_000_000
 BUCKET = "market-data-bucket-dev"
@@ -52,7 +53,17 @@ class Env:
     dead_letters: MemoryDeadLetterQueue
     objects: MemoryObjects
     clock: Clock
-    pipeline: Pipeline
+    pipeline: UseCases
+
+    def rewire(self, **settings: Any) -> None:
+        """The same fakes, other settings (or no dead-letter queue: ``dead_letters=None``)."""
+        dead = settings.pop("dead_letters", self.dead_letters)
+        self.pipeline = wire(self.store, self.queue, MemoryEvents(), self.objects,
+                             replace(self.pipeline.settings, **settings), clock=self.clock, dead_letters=dead,
+                             sleep=lambda seconds: None)
+
+    def operations(self) -> Operations:
+        return wire_operations(self.pipeline, self.store, self.queue, self.dead_letters, self.objects)
 
     def deliver(self, receive_count: int = 1) -> list[str]:
         """One delivery of every queued message; the failed ones go back on the queue, as SQS would."""
@@ -67,14 +78,14 @@ class Env:
 
     def volumes(self, symbol: str) -> list[str]:
         self.pipeline.aggregate()
-        return [b["volume"] for b in self.pipeline.get_bars(symbol, "1m")["bars"]]
+        return [b["volume"] for b in bars_json(self.pipeline, symbol, "1m")["bars"]]
 
 
 @pytest.fixture
 def env() -> Env:
     store, queue, dead, objects, clock = FlakyStore(), MemoryQueue(), MemoryDeadLetterQueue(), MemoryObjects(), Clock()
-    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(), clock=clock, dead_letters=dead,
-                        sleep=lambda seconds: None)
+    pipeline = wire(store, queue, MemoryEvents(), objects, Settings(), clock=clock, dead_letters=dead,
+                    sleep=lambda seconds: None)
     return Env(store, queue, dead, objects, clock, pipeline)
 
 
@@ -116,7 +127,7 @@ def test_a_chunk_that_fails_its_last_delivery_shows_as_failed_until_redriven(env
     assert status["status"] == "failed" and status["chunks"]["failed"] == 1
     assert "moved to the dead-letter queue after 5 attempts" in status["errors"][0]["reason"]
 
-    ops = Operations(env.pipeline, env.dead_letters, env.objects)
+    ops = env.operations()
     assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
     assert env.deliver() == []
     assert env.status(ingestion)["status"] == "processed"
@@ -126,7 +137,7 @@ def test_a_chunk_that_fails_its_last_delivery_shows_as_failed_until_redriven(env
 def test_a_bug_sets_the_chunk_aside_at_once_and_a_redrive_after_the_fix_brings_it_back(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     good, bad = post(env, "GOOD"), post(env, "BUGGY")
-    real = services.partials_from_ticks
+    real = process_batch.partials_from_ticks
 
     def broken(ticks: Any, rank: str) -> Any:
         ticks = list(ticks)
@@ -134,7 +145,7 @@ def test_a_bug_sets_the_chunk_aside_at_once_and_a_redrive_after_the_fix_brings_i
             raise KeyError("a bug")
         return real(ticks, rank)
 
-    monkeypatch.setattr(services, "partials_from_ticks", broken)
+    monkeypatch.setattr(process_batch, "partials_from_ticks", broken)
     assert env.deliver() == []  # no retry can help: the message is not failed...
     assert len(env.dead_letters.messages) == 1  # ...but set aside, whole
     assert env.status(good)["status"] == "processed"
@@ -143,8 +154,8 @@ def test_a_bug_sets_the_chunk_aside_at_once_and_a_redrive_after_the_fix_brings_i
     assert status["errors"] == [{"location": "chunk 0", "field": "-", "reason": (
         "internal error: KeyError: 'a bug'; the message is in the dead-letter queue (see dlq list / dlq redrive)")}]
 
-    monkeypatch.setattr(services, "partials_from_ticks", real)  # the fix is deployed
-    ops = Operations(env.pipeline, env.dead_letters, env.objects)
+    monkeypatch.setattr(process_batch, "partials_from_ticks", real)  # the fix is deployed
+    ops = env.operations()
     assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
     assert env.deliver() == []
     assert env.status(bad)["status"] == "processed" and env.status(bad)["errors"] == []
@@ -162,7 +173,7 @@ def test_a_message_of_another_kind_goes_to_the_dead_letter_queue_and_its_ingesti
 
 
 def test_without_a_dead_letter_queue_a_hopeless_message_is_failed_so_the_redrive_policy_keeps_it(env: Env) -> None:
-    env.pipeline = replace(env.pipeline, dead_letters=None)
+    env.rewire(dead_letters=None)
     env.queue.messages.append("garbage{")
     assert len(env.deliver()) == 1
 
@@ -190,7 +201,7 @@ def test_an_ingestion_without_progress_is_reported_stalled(env: Env) -> None:
 
 def test_a_scan_that_hits_a_bug_is_failed_not_scanning_for_ever(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     env.objects.put(BUCKET, "incoming/a.csv", b"symbol,price,volume\nA,1,1\n")
-    monkeypatch.setattr(services, "detect_format", lambda *a: 1 / 0)
+    monkeypatch.setattr(ingest_object, "detect_format", lambda *a: 1 / 0)
     result = env.pipeline.ingest_object(BUCKET, "incoming/a.csv", None)
     assert result["status"] == "failed"
     status = env.status(result["ingestion_id"])
@@ -278,7 +289,7 @@ def test_queue_messages_are_ascii_whatever_the_file_holds(env: Env) -> None:
 def test_a_file_whose_scan_fails_counts_not_at_all_until_replayed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = "".join(f"HALF,{10 + i},1,2024-07-01T10:{i:02d}:00Z\n" for i in range(40))
     env.objects.put(BUCKET, "incoming/half.csv", ("symbol,price,volume,timestamp\n" + rows).encode())
-    env.pipeline = replace(env.pipeline, settings=replace(env.pipeline.settings, chunk_bytes=64))
+    env.rewire(chunk_bytes=64)
     sends = []
     real_send = env.queue.send
 

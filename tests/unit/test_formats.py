@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from chalicelib.domain.files import detect_format
 from chalicelib.domain.formats import (
     ColumnMap,
     ParseContext,
     ParseResult,
-    detect_format,
     header_cells,
     header_problem,
     parse_csv_document,

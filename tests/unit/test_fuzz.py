@@ -23,10 +23,12 @@ from typing import Any
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.bootstrap import UseCases, wire
 from chalicelib.domain.bars import bars_from_ticks
 from chalicelib.domain.errors import InputError
+from chalicelib.domain.files import BINARY_SIGNATURES
 from chalicelib.domain.formats import (
-    BINARY_SIGNATURES,
+    MEDIA_TYPES,
     ColumnMap,
     ParseContext,
     long_line_error,
@@ -35,7 +37,7 @@ from chalicelib.domain.formats import (
 )
 from chalicelib.domain.ticks import FieldError, parse_decimal, parse_symbol, parse_token, tick_from_record
 from chalicelib.domain.timefmt import TimestampError, parse_timestamp
-from chalicelib.services import CONTENT_TYPES, Pipeline
+from chalicelib.entrypoints.api import http_error
 from chalicelib.settings import Settings
 from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
 
@@ -56,10 +58,10 @@ scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), any_te
                     st.decimals(allow_nan=False).map(str))
 
 
-def make_pipeline(**overrides: Any) -> tuple[Pipeline, MemoryQueue, MemoryObjects, MemoryStateStore]:
+def make_pipeline(**overrides: Any) -> tuple[UseCases, MemoryQueue, MemoryObjects, MemoryStateStore]:
     store, queue, objects = MemoryStateStore(), MemoryQueue(), MemoryObjects(block_size=97)
-    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(**{"max_errors": 100_000, **overrides}),
-                        clock=lambda: RECEIVED_NS, dead_letters=MemoryDeadLetterQueue())
+    pipeline = wire(store, queue, MemoryEvents(), objects, Settings(**{"max_errors": 100_000, **overrides}),
+                    clock=lambda: RECEIVED_NS, dead_letters=MemoryDeadLetterQueue())
     return pipeline, queue, objects, store
 
 
@@ -120,7 +122,7 @@ def _bodies() -> st.SearchStrategy[bytes]:
 
 
 @FUZZ
-@given(body=_bodies(), content_type=st.sampled_from([*CONTENT_TYPES, "text/csv; charset=utf-8", None, "text/plain"]),
+@given(body=_bodies(), content_type=st.sampled_from([*MEDIA_TYPES, "text/csv; charset=utf-8", None, "text/plain"]),
        key=st.one_of(st.none(), any_text))
 @example(body=b'{"symbol":"X","price":"\xc2\xb2","volume":1}', content_type="application/json", key=None)
 @example(body=b"symbol,price,volume\nX,\xc2\xb2,1\n", content_type="text/csv", key=None)
@@ -134,7 +136,7 @@ def test_any_body_is_answered_with_its_ticks_queued_or_an_input_error(
     try:
         response = pipeline.ingest_body(body, content_type, key)
     except InputError as exc:
-        assert 400 <= exc.status < 500 and exc.message
+        assert 400 <= http_error(exc)[0] < 500 and exc.message
         assert queue.messages == [] and store.ingestions == {}
         return
     queued = [json.loads(m) for m in queue.messages]

@@ -1,4 +1,5 @@
-"""The operator use cases (chalicelib.operations) on the in-memory fakes: assertions on queue and store state."""
+"""The operator's commands (chalicelib/usecases/operator.py) on the in-memory fakes: assertions on queue and
+store state."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib.domain.errors import InvalidQuery, TransientError
+from chalicelib.bootstrap import UseCases, wire, wire_operations
+from chalicelib.domain.errors import InvalidQuery, OperationIncomplete, TransientError
 from chalicelib.domain.timefmt import parse_timestamp
-from chalicelib.operations import OperationIncomplete, Operations, summarize_body
-from chalicelib.services import Pipeline
 from chalicelib.settings import Settings
-from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
+from chalicelib.usecases.operator import Operations, summarize_body
+from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
 
 BUCKET = "market-data-bucket-dev"
 
@@ -32,18 +33,20 @@ class Env:
     queue: MemoryQueue
     objects: MemoryObjects
     dead_letters: MemoryDeadLetterQueue
+    pipeline: UseCases
     ops: Operations
 
     def run(self) -> None:
-        assert self.ops.pipeline.process_batch(self.queue.receive_all()).failed_message_ids == []
-        self.ops.pipeline.aggregate()
+        assert self.pipeline.process_batch(self.queue.receive_all()).failed_message_ids == []
+        self.pipeline.aggregate()
 
 
 def make_env(queue: MemoryQueue | None = None) -> Env:
     store, objects, dead_letters = MemoryStateStore(), MemoryObjects(), MemoryDeadLetterQueue()
     queue = queue or MemoryQueue()
-    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings())
-    return Env(store, queue, objects, dead_letters, Operations(pipeline, dead_letters, objects))
+    pipeline = wire(store, queue, MemoryEvents(), objects, Settings())
+    return Env(store, queue, objects, dead_letters, pipeline, wire_operations(pipeline, store, queue, dead_letters,
+                                                                              objects))
 
 
 def ticks_body(symbol: str, count: int = 4) -> bytes:
@@ -53,7 +56,7 @@ def ticks_body(symbol: str, count: int = 4) -> bytes:
 
 def test_summary_names_the_message_but_never_its_ticks() -> None:
     env = make_env()
-    env.ops.pipeline.ingest_body(ticks_body("SUMM"), "application/json")
+    env.pipeline.ingest_body(ticks_body("SUMM"), "application/json")
     (body,) = env.queue.messages
     summary = summarize_body(body)
     assert summary["kind"] == "ticks" and summary["ticks"] == 4 and summary["valid"] is True
@@ -88,9 +91,9 @@ def test_replay_forces_an_ingested_version_and_its_chunks_overwrite() -> None:
     env.objects.put(BUCKET, "in/a.ndjson", b"".join(json.dumps(r).encode() + b"\n"
                                                     for r in json.loads(ticks_body("RPL"))))
     env.objects.put(BUCKET, "elsewhere/b.ndjson", b"{}\n")
-    first = env.ops.pipeline.ingest_object(BUCKET, "in/a.ndjson", None)
+    first = env.pipeline.ingest_object(BUCKET, "in/a.ndjson", None)
     env.run()
-    volume = env.ops.pipeline.get_bars("RPL", "1h")["bars"][0]["volume"]
+    volume = bars_json(env.pipeline, "RPL", "1h")["bars"][0]["volume"]
 
     preview = env.ops.replay("in/")
     assert [(o["key"], o["previous_status"]) for o in preview["objects"]] == [("in/a.ndjson", "processed")]
@@ -98,14 +101,14 @@ def test_replay_forces_an_ingested_version_and_its_chunks_overwrite() -> None:
     done = env.ops.replay("in/", confirm=True)
     assert done["objects"][0]["ingestion_id"] == first["ingestion_id"] and len(env.queue.messages) == 1
     env.run()
-    assert env.ops.pipeline.get_bars("RPL", "1h")["bars"][0]["volume"] == volume == "10"
+    assert bars_json(env.pipeline, "RPL", "1h")["bars"][0]["volume"] == volume == "10"
     with pytest.raises(InvalidQuery):
         env.ops.replay("in/", since="2024-07-02T00:00:00Z", until="2024-07-01T00:00:00Z")
 
 
 def test_recompute_marks_minutes_with_partials_and_rebuilds_them() -> None:
     env = make_env()
-    env.ops.pipeline.ingest_body(ticks_body("RCP"), "application/json")
+    env.pipeline.ingest_body(ticks_body("RCP"), "application/json")
     env.run()
     before = env.store.bars_of("RCP", "1m")
     lost = parse_timestamp("2024-07-01T09:02:00Z")
@@ -117,7 +120,7 @@ def test_recompute_marks_minutes_with_partials_and_rebuilds_them() -> None:
     assert env.store.bars_of("RCP", "1m") == before
     hour = env.store.bar("RCP", "1h", parse_timestamp("2024-07-01T09:00:00Z"))
     assert hour is not None and hour[0].volume == Decimal(10)
-    assert env.store.dirty == {}
+    assert env.store.dirty_minutes() == set()
     with pytest.raises(InvalidQuery):
         env.ops.recompute("not a symbol!")
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib.bootstrap import wire
 from chalicelib.domain.bars import Bar, bars_from_ticks
 from chalicelib.domain.formats import ParseContext, ParseResult, parse_csv_document
-from chalicelib.services import Pipeline
 from chalicelib.settings import Settings
 from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
 
@@ -201,7 +201,7 @@ def test_xrp_file_through_the_pipeline_matches_freqtrade_5m_candles() -> None:
     body = data_file(XRP_TRADES).read_bytes()
     candles = json.loads(data_file(XRP_OHLCV["5m"]).read_text(), parse_float=Decimal)
     store, queue, objects = MemoryStateStore(), MemoryQueue(), MemoryObjects(block_size=64 * 1024)
-    pipeline = Pipeline(store, queue, MemoryEvents(), objects, Settings(chunk_bytes=100_000))
+    pipeline = wire(store, queue, MemoryEvents(), objects, Settings(chunk_bytes=100_000))
     version = objects.put("bucket", "trades/xrp.csv", body, "text/csv")
     assert pipeline.ingest_object("bucket", "trades/xrp.csv", version)["status"] == "queued"
     assert len(queue.messages) > 5

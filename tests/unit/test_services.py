@@ -1,4 +1,4 @@
-"""The use cases (chalicelib.services.Pipeline) wired to the in-memory fakes: ingest, process, aggregate, read.
+"""The use cases (chalicelib/usecases) wired to the in-memory fakes: ingest, process, aggregate, read.
 
 Every test asserts on state: what is in the queue, the store, the published events, or what a call returned.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.bootstrap import UseCases, wire
 from chalicelib.domain.bars import INTERVALS, bars_from_ticks
 from chalicelib.domain.errors import (
     IdempotencyConflict,
@@ -28,10 +29,10 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.ticks import Tick
 from chalicelib.domain.timefmt import format_ns, parse_timestamp
+from chalicelib.entrypoints.api import http_error
 from chalicelib.schemas import QUEUE_MESSAGE, RangeMessage, TicksMessage, TicksProcessedDetail
-from chalicelib.services import Pipeline
 from chalicelib.settings import Settings
-from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
+from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
 
 BUCKET = "market-data-bucket-dev"
 BASE_NS = parse_timestamp("2024-07-01T23:55:00Z")
@@ -44,7 +45,11 @@ class Env:
     queue: MemoryQueue
     events: MemoryEvents
     objects: MemoryObjects
-    pipeline: Pipeline
+    pipeline: UseCases
+
+    def with_queue(self, queue: Any) -> None:
+        """The same store and objects, behind another queue."""
+        self.pipeline = wire(self.store, queue, self.events, self.objects, self.pipeline.settings)
 
     def process(self, shuffle: random.Random | None = None) -> Any:
         messages = self.queue.receive_all()
@@ -58,12 +63,12 @@ class Env:
         self.pipeline.aggregate()
 
     def bars(self, symbol: str, interval: str) -> list[dict[str, Any]]:
-        return self.pipeline.get_bars(symbol, interval, limit="5000")["bars"]
+        return bars_json(self.pipeline, symbol, interval, limit="5000")["bars"]
 
 
 def make_env(**settings: Any) -> Env:
     store, queue, events, objects = MemoryStateStore(), MemoryQueue(), MemoryEvents(), MemoryObjects(block_size=128)
-    return Env(store, queue, events, objects, Pipeline(store, queue, events, objects, Settings(**settings)))
+    return Env(store, queue, events, objects, wire(store, queue, events, objects, Settings(**settings)))
 
 
 @pytest.fixture
@@ -194,8 +199,8 @@ def test_a_small_example_computed_by_hand(env: Env) -> None:
     )
     [day] = env.bars("ESU4", "1d")
     assert (day["start"], day["volume"], day["trades"]) == ("2024-07-01T00:00:00Z", "10", 4)
-    assert env.pipeline.list_symbols() == {"symbols": [{"symbol": "ESU4", "latest_bar": "2024-07-01T23:59:00Z"}]}
-    assert env.store.dirty == {}
+    assert env.pipeline.list_symbols() == [("ESU4", parse_timestamp("2024-07-01T23:59:00Z"))]
+    assert env.store.dirty_minutes() == set()
 
 
 @pytest.mark.parametrize(
@@ -219,7 +224,7 @@ def test_invalid_body_is_rejected_whole_and_nothing_is_queued(
     with pytest.raises(InvalidTicks) as raised:
         env.pipeline.ingest_body(body, content_type)
     assert [e.location for e in raised.value.errors] == locations
-    assert raised.value.as_dict()["error_count"] == raised.value.total_errors >= 1
+    assert http_error(raised.value)[1]["error_count"] == raised.value.total_errors >= 1
     assert env.queue.messages == []
     assert env.store.ingestions == {}
 
@@ -238,7 +243,7 @@ def test_invalid_body_error_list_is_capped_but_counted() -> None:
 def test_unsupported_content_type(env: Env, content_type: str | None) -> None:
     with pytest.raises(UnsupportedFormat) as raised:
         env.pipeline.ingest_body(b'{"symbol":"A","price":"1","volume":"1"}', content_type)
-    assert raised.value.status == 415
+    assert http_error(raised.value)[0] == 415
     assert env.queue.messages == []
 
 
@@ -249,7 +254,7 @@ def test_payload_too_large() -> None:
     assert len(env.queue.messages) == 1
     with pytest.raises(PayloadTooLarge) as raised:
         env.pipeline.ingest_body(fits + b" ", "application/json")
-    assert raised.value.status == 413
+    assert http_error(raised.value)[0] == 413
     assert len(env.queue.messages) == 1
 
 
@@ -276,7 +281,7 @@ def test_idempotency_key_with_a_different_body_conflicts(env: Env, second_body: 
     queued = list(env.queue.messages)
     with pytest.raises(IdempotencyConflict) as raised:
         env.pipeline.ingest_body(second_body, second_type, idempotency_key="k1")
-    assert raised.value.status == 409
+    assert http_error(raised.value)[0] == 409
     assert env.queue.messages == queued
 
 
@@ -312,9 +317,9 @@ def test_processing_publishes_the_changed_windows(env: Env) -> None:
                          for r in rows if r["symbol"] == "ESU4"})
     assert (by_symbol["ESU4"].first_minute_ns, by_symbol["ESU4"].last_minute_ns) == (es_minutes[0], es_minutes[-1])
     # Dirty windows wait for aggregation; aggregating clears them and writes the bars.
-    assert {(s, m) for s, m in env.store.dirty if s == "ESU4"} == {("ESU4", m) for m in es_minutes}
+    assert {(s, m) for s, m in env.store.dirty_minutes() if s == "ESU4"} == {("ESU4", m) for m in es_minutes}
     summary = env.pipeline.aggregate()
-    assert summary["still_dirty"] == 0 and env.store.dirty == {}
+    assert summary["still_dirty"] == 0 and env.store.dirty_minutes() == set()
     assert len(env.store.bars_of("ESU4", "1m")) == len(es_minutes)
 
 
@@ -324,7 +329,7 @@ def test_aggregate_only_the_symbols_asked_for(env: Env) -> None:
     env.pipeline.aggregate(["BTC/USDT"])
     assert env.store.bars_of("ESU4", "1m") == []
     assert env.store.bars_of("BTC/USDT", "1m") != []
-    assert {s for s, _ in env.store.dirty} == {"ESU4"}
+    assert {s for s, _ in env.store.dirty_minutes()} == {"ESU4"}
 
 
 def test_redelivered_messages_do_not_double_the_bars() -> None:
@@ -414,7 +419,7 @@ def test_a_marker_set_during_aggregation_is_not_cleared(env: Env) -> None:
     symbol, minute, _ = listed[0]
     env.store.mark_dirty([(symbol, minute)], "newer-token")
     assert env.store.clear_dirty(listed) == len(listed) - 1
-    assert env.store.dirty == {(symbol, minute): "newer-token"}
+    assert env.store.list_dirty(None, 100) == [(symbol, minute, "newer-token")]
 
 
 # ---------------------------------------------------------------------------------- ingest: S3 object
@@ -588,11 +593,11 @@ def test_a_request_whose_queueing_failed_never_counts_and_its_retry_counts_once(
     env = make_env(message_bytes=2_000)  # several messages per request
     rows = sample_rows(60)
     flaky = FailingAfter(env.queue, ok=2)
-    env.pipeline.queue = flaky
+    env.with_queue(flaky)
     with pytest.raises(TransientError):
         env.pipeline.ingest_body(as_json(rows), "application/json")
     assert len(env.queue.messages) == 2  # part of the request reached the queue before the failure
-    env.pipeline.queue = env.queue
+    env.with_queue(env.queue)
     env.pipeline.ingest_body(as_json(rows), "application/json")  # the client retries, without a key
     env.run()
     for symbol in ("ESU4", "BTC/USDT"):
@@ -601,10 +606,10 @@ def test_a_request_whose_queueing_failed_never_counts_and_its_retry_counts_once(
 
 def test_a_retry_with_the_same_key_revives_a_failed_request(env: Env) -> None:
     rows = sample_rows(60)
-    env.pipeline.queue = FailingAfter(env.queue, ok=0)
+    env.with_queue(FailingAfter(env.queue, ok=0))
     with pytest.raises(TransientError):
         env.pipeline.ingest_body(as_json(rows), "application/json", "key-1")
-    env.pipeline.queue = env.queue
+    env.with_queue(env.queue)
     env.pipeline.ingest_body(as_json(rows), "application/json", "key-1")
     env.run()
     assert values(env.bars("ESU4", "1d")) == expected_bars(rows, "ESU4", "1d")
@@ -666,7 +671,7 @@ def five_minutes(env: Env) -> Env:
 def test_get_bars_pages_with_limit_and_next(five_minutes: Env) -> None:
     pages, cursor = [], None
     while True:
-        page = five_minutes.pipeline.get_bars("ESU4", "1m", limit="2", cursor=cursor)
+        page = bars_json(five_minutes.pipeline, "ESU4", "1m", limit="2", cursor=cursor)
         assert (page["symbol"], page["interval"]) == ("ESU4", "1m")
         pages.append([b["start"] for b in page["bars"]])
         cursor = page["next"]
@@ -680,22 +685,22 @@ def test_get_bars_pages_with_limit_and_next(five_minutes: Env) -> None:
 
 
 def test_get_bars_exact_page_has_no_next(five_minutes: Env) -> None:
-    page = five_minutes.pipeline.get_bars("ESU4", "1m", limit="5")
+    page = bars_json(five_minutes.pipeline, "ESU4", "1m", limit="5")
     assert len(page["bars"]) == 5 and page["next"] is None
 
 
 def test_get_bars_time_range_is_start_inclusive_end_exclusive(five_minutes: Env) -> None:
-    page = five_minutes.pipeline.get_bars("ESU4", "1m", start="2024-07-01T23:56:00Z", end="2024-07-01T23:58:00Z")
+    page = bars_json(five_minutes.pipeline, "ESU4", "1m", start="2024-07-01T23:56:00Z", end="2024-07-01T23:58:00Z")
     assert [b["start"] for b in page["bars"]] == ["2024-07-01T23:56:00Z", "2024-07-01T23:57:00Z"]
     # Epoch values work as well as ISO.
-    page = five_minutes.pipeline.get_bars("ESU4", "1m", start=str(BASE_NS // 1_000_000 + 4 * 60_000))
+    page = bars_json(five_minutes.pipeline, "ESU4", "1m", start=str(BASE_NS // 1_000_000 + 4 * 60_000))
     assert [b["start"] for b in page["bars"]] == ["2024-07-01T23:59:00Z"]
 
 
 def test_get_bars_defaults_to_1m_and_unknown_symbol_is_empty(five_minutes: Env) -> None:
-    assert len(five_minutes.pipeline.get_bars("ESU4", None)["bars"]) == 5
+    assert len(bars_json(five_minutes.pipeline, "ESU4", None)["bars"]) == 5
     empty: dict[str, Any] = {"symbol": "NQU4", "interval": "1m", "bars": [], "next": None}
-    assert five_minutes.pipeline.get_bars("NQU4", "1m") == empty
+    assert bars_json(five_minutes.pipeline, "NQU4", "1m") == empty
 
 
 @pytest.mark.parametrize(
@@ -718,8 +723,8 @@ def test_get_bars_defaults_to_1m_and_unknown_symbol_is_empty(five_minutes: Env) 
 )
 def test_get_bars_bad_query(five_minutes: Env, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidQuery) as raised:
-        five_minutes.pipeline.get_bars(**kwargs)
-    assert raised.value.status == 400
+        bars_json(five_minutes.pipeline, **kwargs)
+    assert http_error(raised.value)[0] == 400
 
 
 def test_ingestion_status_of_unknown_id(env: Env) -> None:

@@ -1,5 +1,5 @@
-"""Operator use cases: an ingestion's status, the dead-letter queue (look, redrive), replaying S3 objects and
-recomputing a symbol's bars. Like services.Pipeline, every dependency is passed in; cli.py is the entry point.
+"""The operator's commands: an ingestion's status, the dead-letter queue (look, redrive), replaying S3 objects
+and recomputing a symbol's bars. Every dependency is passed in; entrypoints/cli.py is the entry point.
 
 Each use case returns one JSON-ready dict. Those that change state preview unless ``confirm`` is given.
 """
@@ -7,19 +7,34 @@ Each use case returns one JSON-ready dict. Those that change state preview unles
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from .domain.bars import MINUTE_NS
-from .domain.errors import InvalidQuery, NotFound, PipelineError
-from .domain.ticks import FieldError, parse_symbol
-from .domain.timefmt import END_OF_TIME_NS, format_ns
-from .observability import logger
-from .ports import DeadLetter, DeadLetterQueue, ListedObject, ObjectLister
-from .schemas import QUEUE_MESSAGE
-from .services import Pipeline, parse_query_time
+from ..domain.bars import MINUTE_NS
+from ..domain.errors import InvalidQuery, NotFound, OperationIncomplete
+from ..domain.ingestion import object_ingestion_id
+from ..domain.queries import parse_query_symbol, parse_query_time
+from ..domain.timefmt import END_OF_TIME_NS, format_ns
+from ..observability import logger
+from ..ports import (
+    BarStore,
+    DeadLetter,
+    DeadLetterQueue,
+    DirtyWindowStore,
+    ListedObject,
+    ObjectLister,
+    PartialStore,
+    TickQueue,
+)
+from ..schemas import QUEUE_MESSAGE
+from ..settings import Settings
+from .aggregate import Aggregate
+from .ingest_object import IngestObject
+from .queries import IngestionStatus
 
 DEFAULT_MAX = 10
 MAX_MESSAGES = 1000
@@ -29,16 +44,6 @@ PREVIEW_HOLD_SECONDS = 60
 REDRIVE_HOLD_SECONDS = 60
 REDRIVE_ROUND = 10
 _SHOWN_CHARS = 100
-
-
-class OperationIncomplete(PipelineError):
-    """An operation stopped part-way; ``result`` tells what it did before."""
-
-    code = "OperationIncomplete"
-
-    def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 def _short(value: Any) -> Any:
@@ -97,14 +102,22 @@ def _count(option: str, value: int, limit: int) -> int:
 
 @dataclass
 class Operations:
-    pipeline: Pipeline
-    dead_letters: DeadLetterQueue
+    status_of: IngestionStatus
+    ingest_object: IngestObject
+    aggregate: Aggregate
+    queue: TickQueue  # the processing queue
+    dead_letters: DeadLetterQueue  # its dead-letter queue
     listing: ObjectLister
+    partials: PartialStore
+    bars: BarStore
+    dirty: DirtyWindowStore
+    settings: Settings
+    new_token: Callable[[], str] = lambda: uuid.uuid4().hex
 
     # ------------------------------------------------------------------ status
     def status(self, ingestion_id: str) -> dict[str, Any]:
         """What GET /ingestions/{id} answers."""
-        return self.pipeline.ingestion_status(ingestion_id)
+        return self.status_of(ingestion_id)
 
     # ------------------------------------------------------------------ dead-letter queue
     def dlq_list(self, max_messages: int = DEFAULT_MAX) -> dict[str, Any]:
@@ -115,7 +128,7 @@ class Operations:
             shown = [describe_letter(letter) for letter in letters]
         finally:
             self.dead_letters.release(letters)
-        settings = self.pipeline.settings
+        settings = self.settings
         return {
             "queue": settings.dead_letter_queue_name, "approximate_depth": self.dead_letters.approximate_depth(),
             "shown": len(shown), "messages": shown,
@@ -128,7 +141,7 @@ class Operations:
         none, and processing a message twice overwrites rather than adds.
         """
         _count("--max", max_messages, MAX_MESSAGES)
-        settings = self.pipeline.settings
+        settings = self.settings
         route = {"from": settings.dead_letter_queue_name, "to": settings.queue_name}
         if not confirm:
             preview = self.dlq_list(max_messages)
@@ -142,7 +155,7 @@ class Operations:
                 break
             result = {"dry_run": False, **route, "moved": len(moved), "messages": moved}
             try:
-                self.pipeline.queue.send([letter.body for letter in letters])
+                self.queue.send([letter.body for letter in letters])
             except Exception as exc:
                 self.dead_letters.release(letters)
                 raise OperationIncomplete(
@@ -171,7 +184,7 @@ class Operations:
         since_ns, until_ns = parse_query_time("--since", since), parse_query_time("--until", until)
         if since_ns is not None and until_ns is not None and until_ns <= since_ns:
             raise InvalidQuery("--until must be after --since")
-        bucket = self.pipeline.settings.bucket_name
+        bucket = self.settings.bucket_name
         selected: list[ListedObject] = []
         more = False
         for obj in self.listing.current_objects(bucket, prefix):
@@ -198,7 +211,7 @@ class Operations:
         failed = 0
         for obj in selected:
             try:
-                outcome = self.pipeline.ingest_object(bucket, obj.key, obj.version_id, force=True)
+                outcome = self.ingest_object(bucket, obj.key, obj.version_id, force=True)
             except Exception as exc:
                 logger.exception("replay failed", extra={"object_key": obj.key})
                 failed += 1
@@ -210,9 +223,9 @@ class Operations:
         return result
 
     def _describe_object(self, bucket: str, obj: ListedObject) -> dict[str, Any]:
-        ingestion_id = Pipeline.object_ingestion_id(bucket, obj.key, obj.version_id or obj.etag)
+        ingestion_id = object_ingestion_id(bucket, obj.key, obj.version_id or obj.etag)
         try:
-            previous = self.pipeline.ingestion_status(ingestion_id)["status"]
+            previous = self.status_of(ingestion_id)["status"]
         except NotFound:
             previous = None  # never ingested (no S3 event reached the pipeline)
         return {"key": obj.key, "version_id": obj.version_id, "size": obj.size,
@@ -227,18 +240,14 @@ class Operations:
         aggregation then deletes it: bars are derived from partials only). The aggregation runs here,
         as many times as the per-run window limit needs.
         """
-        try:
-            symbol = parse_symbol(symbol)
-        except FieldError as exc:
-            raise InvalidQuery(f"--symbol {exc.reason}") from None
+        symbol = parse_query_symbol("--symbol", symbol)
         lo, hi = parse_query_time("--start", start), parse_query_time("--end", end)
         if lo is not None and hi is not None and hi <= lo:
             raise InvalidQuery("--end must be after --start")
         first = 0 if lo is None else lo - lo % MINUTE_NS
         last = (END_OF_TIME_NS if hi is None else hi) - 1
-        store = self.pipeline.store
-        with_partials = store.list_partial_minutes(symbol, first, last)
-        rows, _ = store.query_bars(symbol, "1m", first, last)
+        with_partials = self.partials.list_partial_minutes(symbol, first, last)
+        rows, _ = self.bars.query_bars(symbol, "1m", first, last)
         orphans = sorted({bar.start_ns for bar, _ in rows} - set(with_partials))
         minutes = sorted({*with_partials, *orphans})
         result: dict[str, Any] = {
@@ -252,12 +261,12 @@ class Operations:
         if not minutes:
             return {**result, "aggregation": None,
                     "note": f"nothing to recompute: no partial aggregates or 1m bars of {symbol} in the range"}
-        store.mark_dirty([(symbol, m) for m in minutes], self.pipeline.new_token())
+        self.dirty.mark_dirty([(symbol, m) for m in minutes], self.new_token())
         totals: dict[str, Any] = {"runs": 0, "windows": 0, "bars_written": 0, "bars_revised": 0, "complete": False}
         # Each run takes up to max_windows_per_run windows; a few more runs absorb windows marked meanwhile
         # (by live processing); whatever is left then is the scheduled aggregator's.
-        for _ in range(len(minutes) // max(1, self.pipeline.settings.max_windows_per_run) + 3):
-            summary = self.pipeline.aggregate([symbol])
+        for _ in range(len(minutes) // max(1, self.settings.max_windows_per_run) + 3):
+            summary = self.aggregate([symbol])
             if summary["windows"] == 0:
                 totals["complete"] = True
                 break

@@ -1,0 +1,131 @@
+"""The DynamoDB table the store is kept in: requests with their retries, pages and error mapping.
+
+Key layout (pk / sk) of the single table:
+    I#<ingestion id>  META                       ingestion record (source, status, counts)
+    I#<ingestion id>  C#<chunk:06>               one chunk's result or failure
+    I#<ingestion id>  C#<chunk:06>#W<page:05>    a page of a chunk result's windows, when they outgrow an item
+    O#<bucket>/<key>  META                       the ingestions of an object key
+    K#<idempotency key> META                     what an Idempotency-Key stands for (TTL)
+    P#<symbol>        <minute:020>#<source>      1-minute partial aggregate of one source chunk
+    B#<symbol>#<iv>   <start:020>                bar of interval iv
+    D                 <symbol>#<hour:020>        dirty 1-minute windows of an hour, with a token
+    S                 <symbol>                   symbol and its latest bar time
+
+Partials are keyed by their source chunk, so a redelivered message overwrites instead of adding.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ...domain.errors import InvalidQuery, TransientError
+
+BATCH_WRITE_LIMIT = 25
+MAX_KEY_NS = 10**20 - 1
+MAX_ATTEMPTS = 10
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def time_range(first: int, last: int) -> tuple[str, str] | None:
+    """Sort keys for times [first, last] in ns, clamped to what a 20-digit key holds; None if empty.
+
+    DynamoDB refuses (ValidationException) a BETWEEN whose low bound sorts after its high bound, and a
+    negative number's key ("-000...") sorts before every other: such ranges never reach it.
+    """
+    first, last = max(first, 0), min(last, MAX_KEY_NS)
+    if first > last:
+        return None
+    return f"{first:020d}", f"{last:020d}"
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random() / 2))
+
+
+class Table:
+    """One DynamoDB table through a boto3 client (passed in, built by the composition root)."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.name = table_name
+
+    def batch_write(self, requests: Sequence[dict[str, Any]]) -> None:
+        """BatchWriteItem in pages of 25, retrying UnprocessedItems with backoff."""
+        for i in range(0, len(requests), BATCH_WRITE_LIMIT):
+            pending: list[dict[str, Any]] = list(requests[i : i + BATCH_WRITE_LIMIT])
+            attempt = 0
+            while pending:
+                response = self.client.batch_write_item(RequestItems={self.name: pending})
+                pending = response.get("UnprocessedItems", {}).get(self.name, [])
+                if pending:
+                    attempt += 1
+                    if attempt >= MAX_ATTEMPTS:
+                        raise TransientError(f"DynamoDB left {len(pending)} item(s) unprocessed")
+                    _backoff(attempt)
+
+    def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, page after page."""
+        kwargs["TableName"] = self.name
+        while True:
+            try:
+                response = self.client.query(**kwargs)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ValidationException":
+                    raise
+                # Only a query built from a request's parameters can be invalid: the request's fault.
+                raise InvalidQuery(f"the query cannot be answered: {exc.response['Error'].get('Message', '')}") \
+                    from None
+            yield from response.get("Items", [])
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        response = self.client.get_item(TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                                        ConsistentRead=True)
+        return response.get("Item")
+
+    def put(self, item: dict[str, Any]) -> None:
+        self.client.put_item(TableName=self.name, Item=item)
+
+    def put_unless(self, item: dict[str, Any], condition: str, **expression: Any) -> dict[str, Any] | None:
+        """Put ``item`` only if ``condition`` holds of the stored one. None when written; else the item that
+        is stored, returned by the same request that lost the race (ReturnValuesOnConditionCheckFailure)."""
+        try:
+            self.client.put_item(TableName=self.name, Item=item, ConditionExpression=condition,
+                                 ReturnValuesOnConditionCheckFailure="ALL_OLD", **expression)
+            return None
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != CONDITION_FAILED:
+                raise
+            return dict(exc.response.get("Item") or {})
+
+    def update(self, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.client.update_item(TableName=self.name, **kwargs))
+
+    def update_unless_failed(self, **kwargs: Any) -> bool:
+        """An UpdateItem with a condition; False when the condition did not hold."""
+        try:
+            self.client.update_item(TableName=self.name, **kwargs)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != CONDITION_FAILED:
+                raise
+            return False
+
+    def delete_if(self, key: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
+        """Delete an item if ``condition`` holds; False when it did not."""
+        try:
+            self.client.delete_item(TableName=self.name, Key=key, ConditionExpression=condition,
+                                    ExpressionAttributeValues=values)
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != CONDITION_FAILED:
+                raise
+            return False

@@ -1,0 +1,198 @@
+"""DataProcessor: turn queued chunks into 1-minute partial aggregates and dirty-window marks.
+
+Each chunk's partials are stored under its own source id, so a redelivered message overwrites what it wrote
+instead of adding to it. Only infrastructure failures (throttling, timeouts) fail a message, so that SQS
+delivers it again; a message no retry can help (not one of ours, or a bug) is moved to the dead-letter queue
+at once, and its chunk's failure is recorded on its ingestion. Bad records are never failures: they are the
+chunk's rejects.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..domain.bars import partials_from_ticks
+from ..domain.errors import TransientError
+from ..domain.ingestion import MAX_ID_CHARS, ChunkFailure, ChunkResult, source_id
+from ..observability import logger
+from ..ports import DirtyWindowStore, EventPublisher, IngestionStore, ObjectStore, PartialStore, TickQueue
+from ..schemas import QUEUE_MESSAGE, QueueMessage
+from ..settings import Settings
+from .chunk_reader import ChunkReader
+from .common import Clock, Metric, Transient, describe, no_metric
+
+TICKS_PROCESSED = "TicksProcessed"
+MAX_CHANGES_LISTED = 500  # symbols one TicksProcessed event lists (an event holds at most 256 KB)
+MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling or timeouts
+
+# An SQS message as the trigger hands it over: (message id, body) or (message id, body, receive count).
+Delivered = tuple[str, str] | tuple[str, str, int]
+Windows = dict[tuple[str, int], int]  # (symbol, minute) -> ticks
+
+
+@dataclass
+class BatchOutcome:
+    """What processing one SQS batch did."""
+
+    failed_message_ids: list[str] = field(default_factory=list)
+    ticks: int = 0
+    rejected: int = 0
+    windows: int = 0
+
+
+def _message_ids(body: str) -> tuple[str, int] | None:
+    """The ingestion id and chunk of a queue message that failed validation, if they can be read at all."""
+    try:
+        data = json.loads(body)
+        ingestion_id, chunk = data["ingestion_id"], data["chunk"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if isinstance(ingestion_id, str) and 0 < len(ingestion_id) <= MAX_ID_CHARS and type(chunk) is int and chunk >= 0:
+        return ingestion_id, chunk
+    return None
+
+
+class ProcessBatch:
+    def __init__(self, ingestions: IngestionStore, partials: PartialStore, dirty: DirtyWindowStore,
+                 objects: ObjectStore, events: EventPublisher, settings: Settings,
+                 dead_letters: TickQueue | None = None, clock: Clock = time.time_ns, metric: Metric = no_metric,
+                 new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 transient: Transient = lambda exc: isinstance(exc, TransientError),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._ingestions = ingestions
+        self._partials = partials
+        self._dirty = dirty
+        self._events = events
+        self._settings = settings
+        self._dead_letters = dead_letters
+        self._clock = clock
+        self._metric = metric
+        self._new_token = new_token
+        self._transient = transient
+        self._sleep = sleep
+        self._read = ChunkReader(objects, settings)
+
+    def __call__(self, messages: Sequence[Delivered]) -> BatchOutcome:
+        """Process SQS messages; failures are isolated per message and reported by id."""
+        outcome = BatchOutcome()
+        changes: dict[str, list[int]] = {}
+        ingestions: set[str] = set()
+        for item in messages:
+            message_id, body = item[0], item[1]
+            attempt = item[2] if len(item) > 2 else 1  # type: ignore[misc]
+            with logger.append_context_keys(message_id=message_id):
+                windows = self._one(message_id, body, attempt, outcome)
+            if windows is None:
+                continue
+            ingestion_id, counted = windows
+            ingestions.add(ingestion_id)
+            for (symbol, minute), count in counted.items():
+                entry = changes.setdefault(symbol, [minute, minute, 0])
+                entry[0], entry[1], entry[2] = min(entry[0], minute), max(entry[1], minute), entry[2] + count
+        self._metric("TicksProcessed", outcome.ticks)
+        self._metric("TicksRejected", outcome.rejected)
+        if changes:
+            self._publish(changes, ingestions)
+        return outcome
+
+    def _one(self, message_id: str, body: str, attempt: int, outcome: BatchOutcome) -> tuple[str, Windows] | None:
+        try:
+            message = QUEUE_MESSAGE.validate_json(body)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            logger.warning("message is not a pipeline message", extra={"reason": str(exc)[:300]})
+            self._set_aside(message_id, body, _message_ids(body), "the queue message cannot be read (not a message "
+                            "of this pipeline, or from an incompatible version)", outcome)
+            return None
+        where = (message.ingestion_id, message.chunk)
+        try:
+            with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
+                windows, accepted, rejected = self._with_retries(message)
+        except Exception as exc:
+            if not self._transient(exc):
+                logger.exception("chunk failed")  # the payload is not logged: only where it came from
+                self._set_aside(message_id, body, where, f"internal error: {describe(exc)}", outcome)
+                return None
+            # SQS delivers it again; on the last receive, its redrive policy moves it to the DLQ.
+            logger.warning("message failed; it will be retried", extra={"error": repr(exc)[:300]})
+            last = attempt >= self._settings.max_receive_count
+            reason = (f"{describe(exc)}; moved to the dead-letter queue after {attempt} attempts" if last
+                      else f"{describe(exc)}; retrying (attempt {attempt})")
+            self._record_failure(where, reason, attempt, final=last)
+            outcome.failed_message_ids.append(message_id)
+            self._metric("MessagesFailed", 1)
+            return None
+        outcome.ticks += accepted
+        outcome.rejected += rejected
+        outcome.windows += len(windows)
+        return message.ingestion_id, windows
+
+    def _with_retries(self, message: QueueMessage) -> tuple[Windows, int, int]:
+        """Process one message, trying again at once after a throttle or timeout: processing is idempotent,
+        and a message failed back to SQS waits a whole visibility timeout before its next delivery."""
+        for attempt in range(1, MESSAGE_ATTEMPTS):
+            try:
+                return self._process(message)
+            except Exception as exc:
+                if not self._transient(exc):
+                    raise
+                logger.info("retrying a throttled message", extra={"error": repr(exc)[:200], "attempt": attempt})
+                self._sleep(0.05 * 4**attempt)
+        return self._process(message)
+
+    def _process(self, message: QueueMessage) -> tuple[Windows, int, int]:
+        ticks, parsed = self._read(message)
+        partials = partials_from_ticks(ticks, message.rank)
+        self._partials.put_partials(source_id(message.ingestion_id, message.chunk), partials.values())
+        self._dirty.mark_dirty(partials.keys(), self._new_token())
+        spans: dict[str, tuple[int, int]] = {}
+        for symbol, minute in partials:
+            lo, hi = spans.get(symbol, (minute, minute))
+            spans[symbol] = (min(lo, minute), max(hi, minute))
+        self._ingestions.put_chunk_result(message.ingestion_id, ChunkResult(
+            message.chunk, len(ticks), parsed.rejected, self._clock(), spans, tuple(parsed.errors)))
+        return {key: bar.trades for key, bar in partials.items()}, len(ticks), parsed.rejected
+
+    def _set_aside(self, message_id: str, body: str, where: tuple[str, int] | None, reason: str,
+                   outcome: BatchOutcome) -> None:
+        """Move a message that no retry can help to the dead-letter queue now, and say so on its ingestion."""
+        self._metric("ChunksFailed", 1)
+        parked = False
+        if self._dead_letters is not None:
+            try:
+                self._dead_letters.send([body])
+                parked = True
+            except Exception:
+                logger.exception("could not move the message to the dead-letter queue; it will be retried")
+        if not parked:
+            outcome.failed_message_ids.append(message_id)  # redelivered, and dead-lettered by the redrive policy
+        if where is not None:
+            self._record_failure(where, f"{reason}; the message is in the dead-letter queue (see dlq list / dlq "
+                                 "redrive)", None, final=True)
+
+    def _record_failure(self, where: tuple[str, int], reason: str, attempt: int | None, final: bool) -> None:
+        """Note on the ingestion that a chunk failed (unless it was processed already); best effort."""
+        ingestion_id, chunk = where
+        try:
+            self._ingestions.record_chunk_failure(ingestion_id, ChunkFailure(chunk, reason[:500], final,
+                                                                             self._clock(), attempt))
+        except Exception:
+            logger.exception("could not record the chunk's failure", extra={"ingestion_id": ingestion_id})
+
+    def _publish(self, changes: dict[str, list[int]], ingestions: set[str]) -> None:
+        listed = sorted(changes.items())
+        if len(listed) > MAX_CHANGES_LISTED:
+            listed = []  # no list means "every dirty window" to the aggregator
+        detail = {
+            "ingestion_ids": sorted(ingestions)[:MAX_CHANGES_LISTED], "symbols_changed": len(changes),
+            "changes": [{"symbol": s, "first_minute_ns": lo, "last_minute_ns": hi, "ticks": n}
+                        for s, (lo, hi, n) in listed],
+        }
+        try:
+            self._events.publish(TICKS_PROCESSED, detail)
+        except Exception:
+            # The dirty windows are stored already; the scheduled run aggregates them.
+            logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")

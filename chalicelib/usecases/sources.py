@@ -1,0 +1,68 @@
+"""Which sources of partial aggregates count, and making bars forget the ones that stop counting.
+
+A source is one chunk of one ingestion. An object version counts only while no newer version of its key
+exists and its scan did not fail; a request counts unless its queueing failed (its client got a 503 and will
+retry, perhaps without an Idempotency-Key; a retry under the same key revives it). Which sources count is
+decided when bars are built, from the ingestion records and from S3 itself, so racing uploads cannot leave
+a replaced version counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..domain.ingestion import ChunkResult, Ingestion, Source, Status, ingestion_of, real_version
+from ..ports import DirtyWindowStore, IngestionStore, ObjectStore, PartialStore
+
+
+class Sources:
+    def __init__(self, ingestions: IngestionStore, partials: PartialStore, dirty: DirtyWindowStore,
+                 objects: ObjectStore, new_token: Callable[[], str]) -> None:
+        self._ingestions = ingestions
+        self._partials = partials
+        self._dirty = dirty
+        self._objects = objects
+        self._new_token = new_token
+
+    def superseded(self, ingestion: Ingestion) -> bool:
+        """Whether a newer version of the ingestion's object key exists (then it never counts)."""
+        version = real_version(ingestion.object.version_id) if ingestion.object else None
+        if ingestion.object is None or version is None:
+            return False
+        latest = self._objects.latest_version(ingestion.object.bucket, ingestion.object.key)
+        return latest is not None and latest != version
+
+    def counts(self, source: str, known: dict[str, bool]) -> bool:
+        """Whether a partial's source counts; ``known`` caches the answer per ingestion for one run."""
+        ingestion_id = ingestion_of(source)
+        if ingestion_id not in known:
+            ingestion = self._ingestions.get_ingestion_meta(ingestion_id)
+            if ingestion is None:
+                known[ingestion_id] = True
+            elif ingestion.source is Source.S3:
+                known[ingestion_id] = ingestion.status is not Status.FAILED and not self.superseded(ingestion)
+            else:
+                known[ingestion_id] = ingestion.status is not Status.FAILED
+        return known[ingestion_id]
+
+    def windows_of(self, ingestion_id: str) -> set[tuple[str, int]]:
+        """The (symbol, minute) windows holding partials of the ingestion's processed chunks."""
+        windows: set[tuple[str, int]] = set()
+        _, chunks = self._ingestions.get_ingestion(ingestion_id)
+        prefix = ingestion_id + "#"
+        for chunk in chunks:
+            if not isinstance(chunk, ChunkResult):
+                continue
+            for symbol, (lo, hi) in chunk.windows.items():
+                windows.update((symbol, bar.start_ns) for source, bar in self._partials.query_partials(symbol, lo, hi)
+                               if source.startswith(prefix))
+        return windows
+
+    def revisit(self, windows: set[tuple[str, int]]) -> None:
+        """Make the aggregator rebuild these windows, whose sources' standing changed."""
+        if windows:
+            self._dirty.mark_dirty(windows, self._new_token())
+
+    def withdraw(self, ingestion_id: str) -> None:
+        """The ingestion stopped counting: rebuild whatever its processed chunks were counted in."""
+        self.revisit(self.windows_of(ingestion_id))

@@ -1,0 +1,174 @@
+"""The store contract: what every use case relies on, checked against both stores (conftest.py's ``store``).
+
+The in-memory twin the unit tests run on must pass exactly what the DynamoDB store passes: conditional
+writes and what a lost race returns, dirty-window granularity and limits, range and page semantics.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.domain.bars import MINUTE_NS, Bar
+from chalicelib.domain.errors import RecordError
+from chalicelib.domain.ingestion import (
+    ChunkFailure,
+    ChunkResult,
+    ClaimState,
+    IdempotencyClaim,
+    Ingestion,
+    Source,
+    Status,
+    StoredObject,
+)
+
+HOUR = 60 * MINUTE_NS
+FUTURE = 4_000_000_000  # epoch seconds, 2096
+
+
+def bar(symbol: str, minute: int, price: str = "10.5", interval: str = "1m") -> Bar:
+    p = Decimal(price)
+    start = minute * MINUTE_NS
+    return Bar(symbol, interval, start, p, p, p, p, Decimal("2"), p * 2, 1, start + 1, start + 1,
+               f"{start + 1:020d}|a", f"{start + 1:020d}|a")
+
+
+INGESTION = Ingestion("s3-0a", Source.S3, Status.SCANNING, 1_719_000_000_000_000_000,
+                      object=StoredObject("b", "k.csv", "v1", "etag", 10))
+
+
+# ------------------------------------------------------------------------------------------ ingestions
+def test_creating_an_ingestion_twice_answers_the_first_one(store: Any) -> None:
+    assert store.create_ingestion(INGESTION) is None
+    assert store.create_ingestion(INGESTION.but(received_ns=5)) == INGESTION  # the stored one, unchanged
+    assert store.get_ingestion_meta("s3-0a") == INGESTION
+
+
+def test_ingestion_records_round_trip_with_their_chunks_in_order(store: Any) -> None:
+    record = INGESTION.but(status=Status.QUEUED, chunks=3, rejected=1, format="csv",
+                           errors=(RecordError("line 9", "-", "is longer than the limit"),))
+    store.put_ingestion(record)
+    results = [ChunkResult(c, 10, c, 100 + c, {"A": (c * MINUTE_NS, c * MINUTE_NS)},
+                           (RecordError(f"line {c}", "price", "bad"),)) for c in (2, 0)]
+    for result in results:
+        store.put_chunk_result("s3-0a", result)
+    assert store.get_ingestion("s3-0a") == (record, [results[1], results[0]])
+    assert store.get_ingestion("s3-none") == (None, [])
+    assert store.get_ingestion_meta("s3-none") is None
+
+
+def test_a_failure_never_replaces_a_processed_chunk_and_a_result_replaces_a_failure(store: Any) -> None:
+    store.put_ingestion(INGESTION)
+    retrying = ChunkFailure(0, "throttled; retrying (attempt 1)", False, 1, 1)
+    assert store.record_chunk_failure("s3-0a", retrying) is True
+    final = ChunkFailure(0, "throttled; moved to the dead-letter queue after 5 attempts", True, 2, 5)
+    assert store.record_chunk_failure("s3-0a", final) is True  # a failure replaces a failure
+    assert store.get_ingestion("s3-0a")[1] == [final]
+    result = ChunkResult(0, 3, 0, 9)
+    store.put_chunk_result("s3-0a", result)  # redriven and processed
+    assert store.record_chunk_failure("s3-0a", final) is False  # a redundant delivery failed afterwards
+    assert store.get_ingestion("s3-0a")[1] == [result]
+
+
+def test_a_chunk_of_thousands_of_symbols_is_stored_whole(store: Any) -> None:
+    """Option chains put thousands of symbols in one chunk: its windows outgrow one DynamoDB item."""
+    windows = {f"OPT{i:06d}C00190000": (i * MINUTE_NS, i * MINUTE_NS + HOUR) for i in range(20_000)}
+    store.put_ingestion(INGESTION)
+    big, small = ChunkResult(0, 20_000, 0, 1, windows), ChunkResult(1, 1, 0, 2, {"A": (1, 2)})
+    store.put_chunk_result("s3-0a", big)
+    store.put_chunk_result("s3-0a", small)
+    assert store.get_ingestion("s3-0a") == (INGESTION, [big, small])
+
+
+def test_an_object_key_remembers_every_ingestion_of_it(store: Any) -> None:
+    assert store.add_object_ingestion("b", "k", "s3-1") == {"s3-1"}
+    assert store.add_object_ingestion("b", "k", "s3-2") == {"s3-1", "s3-2"}
+    assert store.add_object_ingestion("b", "k", "s3-1") == {"s3-1", "s3-2"}
+    assert store.add_object_ingestion("b", "other", "s3-3") == {"s3-3"}
+
+
+# ------------------------------------------------------------------------------------------ idempotency keys
+def test_a_key_is_claimed_once_and_the_loser_gets_the_holder_in_the_same_call(store: Any) -> None:
+    first = IdempotencyClaim("h1", "api-1", 1, ClaimState.PENDING)
+    assert store.claim_idempotency_key("k", first, FUTURE) is None
+    assert store.claim_idempotency_key("k", IdempotencyClaim("h2", "api-2", 2, ClaimState.PENDING), FUTURE) == first
+    done = IdempotencyClaim("h1", "api-1", 1, ClaimState.DONE, {"ingestion_id": "api-1", "accepted": 3})
+    store.complete_idempotency_key("k", done, FUTURE)
+    assert store.claim_idempotency_key("k", first, FUTURE) == done
+
+
+def test_an_expired_key_can_be_claimed_again(store: Any) -> None:
+    old = IdempotencyClaim("h1", "api-1", 1, ClaimState.DONE, {"ingestion_id": "api-1"})
+    assert store.claim_idempotency_key("k", old, 1) is None  # expired in 1970
+    fresh = IdempotencyClaim("h2", "api-2", 2, ClaimState.PENDING)
+    assert store.claim_idempotency_key("k", fresh, FUTURE) is None
+    assert store.claim_idempotency_key("k", old, FUTURE) == fresh
+
+
+# ------------------------------------------------------------------------------------------ partials
+def test_a_source_overwrites_its_own_partials_and_ranges_are_inclusive(store: Any) -> None:
+    assert store.put_partials("api-1#000000", [bar("A", m) for m in range(30)]) == 30
+    store.put_partials("api-2#000000", [bar("A", 3, "11")])
+    store.put_partials("api-1#000000", [bar("A", m, "12") for m in range(30)])
+    got = store.query_partials("A", 2 * MINUTE_NS, 4 * MINUTE_NS)
+    assert [(source, b.start_ns, b.close) for source, b in got] == [
+        ("api-1#000000", 2 * MINUTE_NS, Decimal("12")), ("api-1#000000", 3 * MINUTE_NS, Decimal("12")),
+        ("api-2#000000", 3 * MINUTE_NS, Decimal("11")), ("api-1#000000", 4 * MINUTE_NS, Decimal("12"))]
+    assert store.list_partial_minutes("A", 28 * MINUTE_NS, 10**21) == [28 * MINUTE_NS, 29 * MINUTE_NS]
+    assert store.query_partials("A", 5 * MINUTE_NS, 4 * MINUTE_NS) == []  # an inverted range is empty
+    assert store.query_partials("A", -(10**19), -1) == []
+    assert store.query_partials("B", 0, 10**19) == []
+
+
+# ------------------------------------------------------------------------------------------ dirty windows
+def test_dirty_windows_are_handed_out_whole_hours_at_a_time(store: Any) -> None:
+    store.mark_dirty([("A", m * MINUTE_NS) for m in (0, 1, 2)] + [("A", HOUR), ("B", 0)], "t1")
+    # A limit inside an hour still hands out the whole hour; the next hour waits for the next read.
+    assert store.list_dirty(None, 2) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1")]
+    assert store.list_dirty(None, 4) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1"),
+                                         ("A", HOUR, "t1")]
+    assert store.list_dirty(["B"], 100) == [("B", 0, "t1")]
+    assert store.list_dirty(["C"], 100) == []
+
+
+def test_a_new_mark_in_an_hour_keeps_the_whole_hour_dirty(store: Any) -> None:
+    store.mark_dirty([("A", 0), ("A", MINUTE_NS), ("A", HOUR), ("B", 0)], "t1")
+    seen = store.list_dirty(None, 100)
+    store.mark_dirty([("A", 2 * MINUTE_NS)], "t2")  # marked while an aggregation was running
+    assert store.clear_dirty(seen) == 2  # A's second hour and B; A's first hour must be redone
+    assert store.list_dirty(None, 100) == [("A", 0, "t2"), ("A", MINUTE_NS, "t2"), ("A", 2 * MINUTE_NS, "t2")]
+    assert store.clear_dirty(seen) == 0
+    assert store.clear_dirty(store.list_dirty(None, 100)) == 3
+    assert store.list_dirty(None, 100) == []
+
+
+def test_dirty_windows_come_in_symbol_then_hour_order(store: Any) -> None:
+    store.mark_dirty([("B/USD", 0), ("A", 2 * HOUR), ("A-B", 0), ("A", 0)], "t")
+    assert [(s, m) for s, m, _ in store.list_dirty(None, 100)] == [("A", 0), ("A", 2 * HOUR), ("A-B", 0),
+                                                                  ("B/USD", 0)]
+    assert [(s, m) for s, m, _ in store.list_dirty(["B/USD", "A"], 100)] == [("A", 0), ("A", 2 * HOUR),
+                                                                            ("B/USD", 0)]
+
+
+# ------------------------------------------------------------------------------------------ bars and symbols
+def test_bars_round_trip_with_revisions_and_pages(store: Any) -> None:
+    store.put_bars([(bar("ETH/USDT", m, "0.00139676"), 1 + m % 2) for m in range(7)], 0)
+    page, cursor = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5)
+    assert [(b.start_ns, rev) for b, rev in page] == [(m * MINUTE_NS, 1 + m % 2) for m in range(5)]
+    assert page[0][0] == bar("ETH/USDT", 0, "0.00139676") and cursor == 4 * MINUTE_NS
+    rest, end = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5, after=cursor)
+    assert [b.start_ns for b, _ in rest] == [5 * MINUTE_NS, 6 * MINUTE_NS] and end is None
+    exact, none_left = store.query_bars("ETH/USDT", "1m", 0, 6 * MINUTE_NS, limit=7)
+    assert len(exact) == 7 and none_left is None
+    assert store.query_bars("ETH/USDT", "1m", 5 * MINUTE_NS, 4 * MINUTE_NS) == ([], None)
+    assert store.query_bars("ETH/USDT", "5m", 0, 10**19) == ([], None)
+    store.delete_bars([("ETH/USDT", "1m", 0), ("ETH/USDT", "1m", 99 * MINUTE_NS)])
+    assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, MINUTE_NS)[0]] == [MINUTE_NS]
+
+
+def test_a_symbols_latest_bar_only_moves_forward(store: Any) -> None:
+    store.update_symbol("MSFT", 5)
+    store.update_symbol("AAPL", 7)
+    store.update_symbol("MSFT", 3)
+    store.update_symbol("MSFT", 9)
+    assert store.list_symbols() == [("AAPL", 7), ("MSFT", 9)]
