@@ -15,6 +15,15 @@ from functools import lru_cache
 STAGE_RESOURCE_VARIABLES = ("TABLE_NAME", "BUCKET_NAME", "QUEUE_NAME", "DLQ_NAME")
 
 
+def resource_names(stage: str) -> dict[str, str]:
+    """The names of a stage's resources, by the variable that can override each (the one naming rule)."""
+    return {"TABLE_NAME": f"MarketDataState-{stage}", "BUCKET_NAME": f"market-data-bucket-{stage}",
+            "QUEUE_NAME": f"market-data-ingest-{stage}", "DLQ_NAME": f"market-data-ingest-dlq-{stage}"}
+
+
+_DEV = resource_names("dev")
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":
         return default
@@ -25,10 +34,10 @@ def _bool(value: str | None, default: bool) -> bool:
 class Settings:
     stage: str = "dev"
     region: str = "us-east-1"
-    table_name: str = "MarketDataState-dev"
-    bucket_name: str = "market-data-bucket-dev"
-    queue_name: str = "market-data-ingest-dev"
-    dead_letter_queue_name: str = "market-data-ingest-dlq-dev"
+    table_name: str = _DEV["TABLE_NAME"]
+    bucket_name: str = _DEV["BUCKET_NAME"]
+    queue_name: str = _DEV["QUEUE_NAME"]
+    dead_letter_queue_name: str = _DEV["DLQ_NAME"]
     event_bus_name: str = "default"
     event_source: str = "market-data.pipeline"
     report_batch_item_failures: bool = False
@@ -61,14 +70,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         stage = env.get("STAGE", "dev")
+        names = {**resource_names(stage), **{k: env[k] for k in STAGE_RESOURCE_VARIABLES if k in env}}
         d = cls()
         return cls(
             stage=stage,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or d.region,
-            table_name=env.get("TABLE_NAME", f"MarketDataState-{stage}"),
-            bucket_name=env.get("BUCKET_NAME", f"market-data-bucket-{stage}"),
-            queue_name=env.get("QUEUE_NAME", f"market-data-ingest-{stage}"),
-            dead_letter_queue_name=env.get("DLQ_NAME", f"market-data-ingest-dlq-{stage}"),
+            table_name=names["TABLE_NAME"], bucket_name=names["BUCKET_NAME"], queue_name=names["QUEUE_NAME"],
+            dead_letter_queue_name=names["DLQ_NAME"],
             event_bus_name=env.get("EVENT_BUS_NAME", d.event_bus_name),
             event_source=env.get("EVENT_SOURCE", d.event_source),
             report_batch_item_failures=_bool(env.get("REPORT_BATCH_ITEM_FAILURES"), False),

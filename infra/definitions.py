@@ -32,7 +32,16 @@ REQUIRED_ENVIRONMENT = ("STAGE", "TABLE_NAME", "BUCKET_NAME", "QUEUE_NAME", "DLQ
 REQUIRED_TAGS = ("Project", "Environment")
 PROTECTED_STAGES = frozenset({"prod"})  # deletion protection, resources retained on stack deletion
 
-# Table: the single-table layout of chalicelib/adapters/dynamodb.py; idempotency records carry a TTL.
+# Bucket: versioned (a key's newest version is its truth), encrypted by default, never public.
+BUCKET_VERSIONING = "Enabled"
+BUCKET_ENCRYPTION = "AES256"
+PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+                       "RestrictPublicBuckets": True}
+
+# Table: the single-table layout of chalicelib/adapters/dynamodb; on demand, with point-in-time recovery;
+# idempotency records carry a TTL.
+BILLING_MODE = "PAY_PER_REQUEST"
+POINT_IN_TIME_RECOVERY = True
 KEY_SCHEMA = (("pk", "HASH"), ("sk", "RANGE"))
 TTL_ATTRIBUTE = "ttl"
 

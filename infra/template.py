@@ -16,7 +16,7 @@ from typing import Any
 
 from chalice.utils import to_cfn_resource_name
 
-from . import policies
+from . import definitions, policies
 from .definitions import (
     AGGREGATOR,
     AGGREGATOR_SCHEDULE,
@@ -132,12 +132,11 @@ def storage(stage: Stage) -> dict[str, Any]:
             **_retention(stage),
             "Properties": {
                 "BucketName": stage.bucket_name,
-                "VersioningConfiguration": {"Status": "Enabled"},
+                "VersioningConfiguration": {"Status": definitions.BUCKET_VERSIONING},
                 "BucketEncryption": {"ServerSideEncryptionConfiguration": [
-                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": definitions.BUCKET_ENCRYPTION}}]},
                 "LifecycleConfiguration": {"Rules": lifecycle_rules_cfn()},
-                "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
-                                                   "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+                "PublicAccessBlockConfiguration": dict(definitions.PUBLIC_ACCESS_BLOCK),
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
                 # S3 -> EventBridge "Object Created" events, which the DataIngestion rule matches.
                 "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
@@ -167,10 +166,10 @@ def storage(stage: Stage) -> dict[str, Any]:
             **_retention(stage),
             "Properties": {
                 "TableName": stage.table_name,
-                "BillingMode": "PAY_PER_REQUEST",
+                "BillingMode": definitions.BILLING_MODE,
                 "AttributeDefinitions": attribute_definitions,
                 "KeySchema": key_schema,
-                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": definitions.POINT_IN_TIME_RECOVERY},
                 # Idempotency records (K#<key>) expire; everything else is kept.
                 "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
                 "DeletionProtectionEnabled": stage.protected,

@@ -12,37 +12,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
-from chalice.app import CloudWatchEventConfig, ScheduledEventConfig
-from moto.events.models import EventPattern
-
 from chalicelib.observability import logger
 
+from .lambda_events import LambdaContext, Routes, eventbridge_event, scheduled_event, sqs_event
+
 RETRY_VISIBILITY_SECONDS = 1
-ACCOUNT = "123456789012"
-
-
-class LambdaContext:
-    """The parts of the Lambda context object that handlers and Powertools read."""
-
-    def __init__(self, function_name: str, region: str, timeout_s: int = 300) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 1024
-        self.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 class Driver:
@@ -60,18 +38,8 @@ class Driver:
         self._stop = threading.Event()
         self._aggregator_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._event_routes: list[tuple[EventPattern, str, Callable[..., Any]]] = []
-        self._sqs_handler: Callable[..., Any] | None = None
-        self._schedule_handlers: list[tuple[str, Callable[..., Any]]] = []
+        self._routes = Routes.of(app_module)
         self.stats = {"batches": 0, "messages": 0, "failed_invocations": 0, "events": 0, "schedules": 0}
-        for source in app_module.app.event_sources:
-            function = getattr(app_module, source.handler_string.split(".")[-1])
-            if isinstance(source, CloudWatchEventConfig):
-                self._event_routes.append((EventPattern.load(json.dumps(source.event_pattern)), source.name, function))
-            elif isinstance(source, ScheduledEventConfig):
-                self._schedule_handlers.append((source.name, function))
-            elif source.__class__.__name__ == "SQSEventConfig":
-                self._sqs_handler = function
 
     def _arn(self, url: str) -> str:
         return self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -84,18 +52,13 @@ class Driver:
             AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=120,
         )
         messages = response.get("Messages", [])
-        if not messages or self._sqs_handler is None:
+        if not messages or self._routes.sqs is None:
             return 0
-        event = {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": m.get("MessageAttributes", {}),
-            "md5OfBody": m.get("MD5OfBody"), "eventSource": "aws:sqs", "eventSourceARN": self._queue_arn,
-            "awsRegion": self._region,
-        } for m in messages]}
+        event = sqs_event(messages, self._queue_arn, self._region)
         self.stats["batches"] += 1
         self.stats["messages"] += len(messages)
         try:
-            result = self._sqs_handler(event, LambdaContext("DataProcessor", self._region))
+            result = self._routes.sqs(event, LambdaContext("DataProcessor", self._region))
         except Exception:
             logger.exception("processor invocation failed; the batch will be retried")
             self.stats["failed_invocations"] += 1
@@ -116,11 +79,10 @@ class Driver:
         messages = response.get("Messages", [])
         done, retry = [], []
         for message in messages:
-            event = self._envelope(json.loads(message["Body"]))
+            event = eventbridge_event(json.loads(message["Body"]), self._region)
             try:
-                for pattern, name, function in self._event_routes:
-                    if pattern.matches_event(event):  # type: ignore[arg-type]
-                        self._invoke(name, function, event)
+                for name, function in self._routes.matching(event):
+                    self._invoke(name, function, event)
                 done.append(message)
             except Exception:
                 logger.exception("event handler failed; the event will be retried")
@@ -131,25 +93,10 @@ class Driver:
         self._retry_later(self._events_url, retry)
         return len(messages)
 
-    def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Fill in the envelope fields AWS always sets and moto sometimes leaves out."""
-        event.setdefault("version", "0")
-        event.setdefault("id", str(uuid.uuid4()))
-        event.setdefault("account", ACCOUNT)
-        event.setdefault("region", self._region)
-        event.setdefault("resources", [])
-        event.setdefault("time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        event.setdefault("detail", {})
-        return event
-
     def run_schedules(self) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for name, function in self._schedule_handlers:
-            event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
-                     "source": "aws.events", "account": ACCOUNT, "time": now, "region": self._region,
-                     "resources": [f"arn:aws:events:{self._region}:{ACCOUNT}:rule/{name}"], "detail": {}}
+        for name, function in self._routes.schedules:
             try:
-                self._invoke(name, function, event)
+                self._invoke(name, function, scheduled_event(name, self._region))
             except Exception:
                 logger.exception("scheduled invocation failed")
                 self.stats["failed_invocations"] += 1

@@ -48,11 +48,10 @@ def provision(
 
     bucket = settings.bucket_name
     _ignore(("BucketAlreadyOwnedByYou", "BucketAlreadyExists"), s3.create_bucket, Bucket=bucket)
-    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": definitions.BUCKET_VERSIONING})
     s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": definitions.BUCKET_ENCRYPTION}}]})
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=dict(definitions.PUBLIC_ACCESS_BLOCK))
     s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={
         "Rules": definitions.lifecycle_rules_api()})
     s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": tag_list})
@@ -63,12 +62,13 @@ def provision(
             TableName=settings.table_name,
             AttributeDefinitions=attribute_definitions,
             KeySchema=key_schema,
-            BillingMode="PAY_PER_REQUEST",
+            BillingMode=definitions.BILLING_MODE,
             DeletionProtectionEnabled=settings.stage in definitions.PROTECTED_STAGES,
             Tags=tag_list)
     ddb.get_waiter("table_exists").wait(TableName=settings.table_name)
     ddb.update_continuous_backups(TableName=settings.table_name,
-                                  PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+                                  PointInTimeRecoverySpecification={
+                                      "PointInTimeRecoveryEnabled": definitions.POINT_IN_TIME_RECOVERY})
     _ignore(("ValidationException",), ddb.update_time_to_live, TableName=settings.table_name,
             TimeToLiveSpecification={"Enabled": True, "AttributeName": definitions.TTL_ATTRIBUTE})
 

@@ -52,7 +52,8 @@ if str(REPO_ROOT) not in sys.path:
 from pydantic import BaseModel  # noqa: E402
 
 from chalicelib.domain.bars import partials_from_ticks  # noqa: E402
-from chalicelib.domain.formats import ParseContext, parse_csv_document, parse_json_document  # noqa: E402
+from chalicelib.domain.csv_rows import parse_csv_document  # noqa: E402
+from chalicelib.domain.formats import ParseContext, parse_json_document  # noqa: E402
 
 BASE_MS = 1_714_521_600_000  # 2024-05-01T00:00:00Z
 MINUTE_MS = 60_000
@@ -161,7 +162,7 @@ def bench_in_process(ticks: list[tuple[str, str, str, int, int]], runs: int = 3)
     rows = [
         ("project  JSON  formats.parse_json_document + bars.partials_from_ticks",
          lambda: project(parse_json_document, as_json)),
-        ("project  CSV   formats.parse_csv_document + bars.partials_from_ticks",
+        ("project  CSV   csv_rows.parse_csv_document + bars.partials_from_ticks",
          lambda: project(parse_csv_document, as_csv)),
         ("baseline JSON  json.loads + pydantic BaseModel per tick + naive aggregation",
          lambda: baseline(as_json)),
@@ -248,7 +249,7 @@ def moto_api(endpoint: str, action: str) -> None:
 
 def bench_stack(ticks: list[tuple[str, str, str, int, int]], batch: int, schedule_seconds: float,
                 quiet_seconds: float, timeout: float) -> int:
-    from tests.e2e.harness import running_local_stack, wait_for
+    from localrun.control import running_local_stack, wait_for
 
     n = len(ticks)
     bodies = [json_body(ticks[i : i + batch]) for i in range(0, n, batch)]

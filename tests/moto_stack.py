@@ -44,3 +44,45 @@ def moto_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             yield {"app": app_module, "settings": settings, **names}
         finally:
             use_cases.cache_clear()
+
+
+# ------------------------------------------------------------------------------------------ Lambda's part
+def drain_queue(url: str, visibility: int = 30) -> list[dict[str, Any]]:
+    """Receive and delete every message of a queue, as ReceiveMessage returns them."""
+    sqs = boto3.client("sqs")
+    out: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility,
+                                       AttributeNames=["All"]).get("Messages", [])
+        if not messages:
+            return out
+        out += messages
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+
+
+def run_processor(stack: dict[str, Any]) -> list[Any]:
+    """Hand every queued message to DataProcessor, in batches of 10 as its trigger does; the payloads."""
+    client = stack["client"]
+    bodies = [m["Body"] for m in drain_queue(stack["queue_url"])]
+    payloads = []
+    for i in range(0, len(bodies), 10):
+        event = client.events.generate_sqs_event(bodies[i : i + 10], queue_name=stack["settings"].queue_name)
+        payloads.append(client.lambda_.invoke("DataProcessor", event).payload)
+    return payloads
+
+
+def deliver_events(stack: dict[str, Any]) -> list[tuple[dict[str, Any], Any]]:
+    """What EventBridge delivered to the rules' targets, handed to the functions whose pattern matches (as the
+    app declares them); each event with the payload its function returned."""
+    from localrun.lambda_events import Routes, eventbridge_event
+
+    client = stack["client"]
+    routes = Routes.of(stack["app"])
+    results = []
+    for message in drain_queue(stack["events_queue_url"]):
+        event = eventbridge_event(json.loads(message["Body"]), stack["settings"].region)
+        for name, _ in routes.matching(event):
+            payload = client.events.generate_cw_event(event["source"], event["detail-type"], event["detail"], [])
+            results.append((event, client.lambda_.invoke(name, payload).payload))
+    return results

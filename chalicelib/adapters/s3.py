@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..domain.errors import NotFound
+from ..domain.ingestion import real_version
 from ..ports import ObjectInfo
 
 READ_BLOCK = 1024 * 1024
@@ -19,7 +20,8 @@ class S3ObjectStore:
 
     @staticmethod
     def _version(version_id: str | None) -> dict[str, str]:
-        return {"VersionId": version_id} if version_id and version_id != "null" else {}
+        version = real_version(version_id)
+        return {"VersionId": version} if version else {}
 
     def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         """What S3 knows of the object version; NotFound once it is gone (deleted after its event was sent)."""
@@ -64,9 +66,7 @@ class S3ObjectStore:
                     continue
                 if version.get("IsLatest"):
                     found = version.get("VersionId")
-                    return None if found in (None, "null") else str(found)
+                    return real_version(found)
                 if newest is None or version["LastModified"] > newest[0]:
                     newest = (version["LastModified"], version.get("VersionId"))
-        if newest is None or newest[1] in (None, "null"):
-            return None
-        return str(newest[1])
+        return None if newest is None else real_version(newest[1])

@@ -6,6 +6,7 @@ import calendar
 from collections.abc import Iterator
 from typing import Any
 
+from ..domain.ingestion import real_version
 from ..ports import ListedObject
 
 
@@ -24,7 +25,7 @@ class S3ObjectLister:
                 version_id = version.get("VersionId")
                 yield ListedObject(
                     key=version["Key"],
-                    version_id=None if version_id in (None, "null") else str(version_id),
+                    version_id=real_version(version_id),
                     size=int(version.get("Size", 0)),
                     last_modified_ns=(calendar.timegm(modified.utctimetuple()) * 1_000_000_000
                                       + modified.microsecond * 1_000),

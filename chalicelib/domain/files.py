@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .chunking import LongLine, first_line
+from .columns import ColumnMap, header_problem
+from .csv_rows import CsvLineError, header_cells
 from .errors import FileRejected
-from .formats import MEDIA_TYPES, ColumnMap, CsvLineError, header_cells, header_problem
+from .formats import MEDIA_TYPES
 
 _LEADING_BLANK = b"\xef\xbb\xbf \t\r\n\x0b\x0c"
 UTF8_BOM = b"\xef\xbb\xbf"

@@ -1,20 +1,21 @@
-"""Decoding tick payloads: JSON (one object or an array), NDJSON and CSV, into validated ticks and rejects.
+"""Decoding tick payloads into validated ticks and located rejects: what every format shares (media types,
+the parse context and result, lines), and JSON (one object or an array) and NDJSON. CSV: csv_rows.py.
 
 Two dialects share this code:
 - REST bodies are strict: JSON records use the tick's own field names and unknown fields are errors.
-- Files (and CSV anywhere) find their columns by header aliases and ignore other columns, because
-  exports from exchanges and vendors carry many columns we do not need.
+- Files find their fields by the column aliases (columns.py) and ignore other keys, because exports from
+  exchanges and vendors carry many we do not need.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from .columns import aliased_record
 from .errors import RecordError
 from .text import show, strip_space
 from .ticks import Tick, tick_from_record
@@ -26,24 +27,6 @@ MEDIA_TYPES = {
     "application/ndjson": "ndjson",
     "application/jsonl": "ndjson",
     "text/csv": "csv",
-}
-
-# field -> ordered (alias, epoch unit) pairs; the first alias present in a header wins.
-COLUMN_ALIASES: dict[str, tuple[tuple[str, str | None], ...]] = {
-    "timestamp": (
-        ("timestamp", None), ("ts", None), ("time", None), ("datetime", None), ("date", None),
-        ("timestamp_ms", "ms"), ("timestamp_us", "us"), ("timestamp_ns", "ns"),
-        ("date_and_time", None), ("ts_event", None), ("ts_event_ns", "ns"),
-        ("transact_time_ms", "ms"), ("trade_time", None), ("timestamp_iso", None),
-    ),
-    "price": (("price", None), ("px", None)),
-    "volume": (
-        ("volume", None), ("size", None), ("qty", None), ("quantity", None), ("amount", None),
-    ),
-    "symbol": (("symbol", None), ("ticker", None), ("instrument", None), ("product_id", None)),
-    "trade_id": (("trade_id", None), ("id", None), ("tid", None), ("agg_trade_id", None)),
-    "side": (("side", None),),
-    "exchange": (("exchange", None),),
 }
 
 
@@ -63,63 +46,12 @@ class ParseResult:
                 self.errors.append(error)
 
 
-@dataclass(frozen=True)
-class ColumnMap:
-    """Where each tick field sits in a CSV row, and the epoch unit its column name implies."""
-
-    columns: dict[str, int]
-    timestamp_unit: str | None
-    width: int
-
-    @classmethod
-    def from_header(cls, header: list[str]) -> ColumnMap:
-        names = [normalise_name(h) for h in header]
-        columns: dict[str, int] = {}
-        unit: str | None = None
-        for tick_field, aliases in COLUMN_ALIASES.items():
-            for alias, alias_unit in aliases:
-                if alias in names:
-                    columns[tick_field] = names.index(alias)
-                    if tick_field == "timestamp":
-                        unit = alias_unit
-                    break
-        return cls(columns, unit, len(header))
-
-    def missing(self, default_symbol: str | None) -> list[str]:
-        needed = ["price", "volume"] + ([] if default_symbol else ["symbol"])
-        return [f for f in needed if f not in self.columns]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"columns": self.columns, "timestamp_unit": self.timestamp_unit, "width": self.width}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ColumnMap:
-        return cls(dict(data["columns"]), data.get("timestamp_unit"), int(data["width"]))
-
-
 def text_lines(text: str) -> list[str]:
     """Split on LF only (as chunk line numbers count), dropping a CR before it; other separators are data."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-def normalise_name(name: str) -> str:
-    return strip_space(name.replace("\ufeff", "")).strip('"').lower().replace(" ", "_").replace("-", "_")
-
-
-def header_problem(column_map: ColumnMap, default_symbol: str | None) -> str | None:
-    """Why a CSV header cannot be used, or None when it can."""
-    missing = column_map.missing(default_symbol)
-    if not missing:
-        return None
-    wanted = []
-    for name in missing:
-        aliases = ", ".join(alias for alias, _ in COLUMN_ALIASES[name])
-        hint = " (or x-amz-meta-symbol on the object)" if name == "symbol" else ""
-        wanted.append(f"{name} (one of: {aliases}){hint}")
-    return "header has no column for " + "; ".join(wanted)
 
 
 class _RepeatedKeys(dict):  # type: ignore[type-arg]
@@ -153,34 +85,6 @@ def _json_loads(text: str, strict: bool = True) -> Any:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
-
-
-def _aliased(record: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, list[RecordError]]:
-    """Map a file's JSON record onto tick field names by the column aliases.
-
-    Returns the mapped record, the epoch unit its timestamp key implies, and what makes it ambiguous: a
-    used alias given under several spellings once case and separators are ignored ("Price", "price").
-    """
-    lowered: dict[str, Any] = {}
-    spellings: dict[str, list[str]] = {}
-    for key, value in record.items():
-        name = normalise_name(str(key))
-        lowered[name] = value
-        spellings.setdefault(name, []).append(str(key))
-    out: dict[str, Any] = {}
-    unit = None
-    clashes: list[RecordError] = []
-    for tick_field, aliases in COLUMN_ALIASES.items():
-        for alias, alias_unit in aliases:
-            if alias in lowered:
-                out[tick_field] = lowered[alias]
-                if len(spellings[alias]) > 1:
-                    named = " and ".join(repr(k) for k in spellings[alias][:3])
-                    clashes.append(RecordError("", tick_field, f"is given more than once (as {named})"))
-                if tick_field == "timestamp":
-                    unit = alias_unit
-                break
-    return out, unit, clashes
 
 
 def _field_name(name: str) -> str:
@@ -221,7 +125,7 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
         return
     unit = None
     if not ctx.strict:
-        record, unit, clashes = _aliased(record)
+        record, unit, clashes = aliased_record(record)
         if clashes:
             result.reject([RecordError(where, c.field, c.reason[:200]) for c in clashes])
             return
@@ -293,100 +197,3 @@ def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext)
             continue
         _one_json_record(record, where, ctx.seq_base + number, ctx, result)
     return result
-
-
-def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ctx: ParseContext) -> ParseResult:
-    """CSV data rows (no header); ``first_line`` is the 1-based file line of ``lines[0]``."""
-    result = ParseResult(max_errors=ctx.max_errors)
-    columns = list(column_map.columns.items())
-    unit = column_map.timestamp_unit
-    received_ns = ctx.received_ns
-    default_symbol = ctx.default_symbol
-    for offset, line in enumerate(lines):
-        number = first_line + offset
-        where = f"line {number}"
-        if len(line) > ctx.max_line_chars:
-            result.reject([long_line_error(where, ctx.max_line_chars)])
-            continue
-        try:
-            row = csv_cells(line)
-        except CsvLineError as exc:
-            result.reject([RecordError(where, "-", str(exc))])
-            continue
-        if not row or (len(row) == 1 and not strip_space(row[0])):
-            continue
-        if "\ufffd" in line:
-            result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
-            continue
-        if "\x00" in line:
-            result.reject([RecordError(where, "-", "contains a NUL byte (binary data, not text)")])
-            continue
-        record: dict[str, Any] = {}
-        short = False
-        for name, index in columns:
-            if index < len(row):
-                record[name] = row[index]
-            elif name in ("price", "volume", "timestamp") or (name == "symbol" and not default_symbol):
-                short = True
-        if short:
-            result.reject([RecordError(where, "-", f"has {len(row)} columns, the header has {column_map.width}")])
-            continue
-        tick, errors = tick_from_record(
-            record, location=where, seq=ctx.seq_base + number, received_ns=received_ns,
-            default_symbol=default_symbol, timestamp_unit=unit,
-        )
-        if tick is None:
-            result.reject(errors)
-        else:
-            result.ticks.append(tick)
-    return result
-
-
-class CsvLineError(ValueError):
-    """A line that is not one CSV record; the message says why."""
-
-
-def csv_cells(line: str) -> list[str]:
-    """The cells of one CSV line. A record is one line (as chunks and line numbers count): a quote that
-    does not close on its line is an error, rather than a field that swallows the lines after it."""
-    if '"' not in line and "\r" not in line:
-        return line.split(",")  # what csv.reader returns for a line without quotes, faster
-    if "\r" in line:
-        raise CsvLineError("contains a carriage return inside the line (end lines with LF or CRLF)")
-    try:
-        return next(csv.reader([line], strict=True), [])
-    except csv.Error as exc:
-        reason = "has a quoted field that is not closed on its line" if "end of data" in str(exc) else str(exc)
-        raise CsvLineError(f"is not valid CSV: {reason}") from None
-
-
-def header_cells(text: str) -> list[str] | None:
-    """The cells of the first non-blank line of CSV text (None if there is none); CsvLineError if unreadable."""
-    for line in text_lines(text.lstrip("\ufeff")):
-        if strip_space(line):
-            return csv_cells(line)
-    return None
-
-
-def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
-    """A whole CSV body: header row, then data rows (line numbers count the header as line 1)."""
-    result = ParseResult(max_errors=ctx.max_errors)
-    stripped = text.lstrip("\ufeff")
-    lines = text_lines(stripped)
-    leading = 0
-    while leading < len(lines) and not strip_space(lines[leading]):
-        leading += 1
-    if leading == len(lines):
-        result.reject([RecordError("body", "-", "is empty")])
-        return result
-    try:
-        header = csv_cells(lines[leading])
-    except CsvLineError as exc:
-        result.reject([RecordError(f"line {leading + 1}", "header", str(exc))])
-        return result
-    column_map = ColumnMap.from_header(header)
-    problem = header_problem(column_map, ctx.default_symbol)
-    if problem:
-        result.reject([RecordError(f"line {leading + 1}", "header", problem)])
-        return result
-    return parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)

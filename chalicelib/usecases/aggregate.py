@@ -15,6 +15,7 @@ from ..domain.bars import INTERVALS, PARENT, Bar, merge_all, window_start
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..ports import BarStore, DirtyWindowStore, EventPublisher, PartialStore, SymbolStore
+from ..schemas import BarsRevisedDetail, RevisedBar
 from ..settings import Settings
 from .common import Clock, Metric, no_metric
 from .sources import Sources
@@ -67,7 +68,9 @@ class Aggregate:
         if revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
             try:
-                self._events.publish(BARS_REVISED, {"count": len(revised), "bars": revised[:MAX_REVISIONS_LISTED]})
+                detail = BarsRevisedDetail(count=len(revised), bars=[RevisedBar(**bar) for bar in
+                                                                     revised[:MAX_REVISIONS_LISTED]])
+                self._events.publish(BARS_REVISED, detail.model_dump(mode="json"))
             except Exception:
                 logger.exception("could not publish BarsRevised")
         self._metric("BarsWritten", written)

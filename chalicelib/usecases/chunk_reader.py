@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..domain.chunking import gunzip
+from ..domain.columns import ColumnMap
+from ..domain.csv_rows import parse_csv_lines
 from ..domain.formats import (
-    ColumnMap,
     ParseContext,
     ParseResult,
     is_one_json_document,
-    parse_csv_lines,
     parse_json_document,
     parse_ndjson_lines,
     text_lines,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..domain.csv_rows import parse_csv_document
 from ..domain.errors import (
     IdempotencyConflict,
     InputError,
@@ -21,7 +22,6 @@ from ..domain.formats import (
     MEDIA_TYPES,
     ParseContext,
     ParseResult,
-    parse_csv_document,
     parse_json_document,
     parse_ndjson_lines,
     text_lines,

@@ -20,7 +20,7 @@ from ..domain.errors import TransientError
 from ..domain.ingestion import MAX_ID_CHARS, ChunkFailure, ChunkResult, source_id
 from ..observability import logger
 from ..ports import DirtyWindowStore, EventPublisher, IngestionStore, ObjectStore, PartialStore, TickQueue
-from ..schemas import QUEUE_MESSAGE, QueueMessage
+from ..schemas import QUEUE_MESSAGE, QueueMessage, TicksProcessedDetail, WindowChange
 from ..settings import Settings
 from .chunk_reader import ChunkReader
 from .common import Clock, Metric, Transient, describe, no_metric
@@ -186,13 +186,12 @@ class ProcessBatch:
         listed = sorted(changes.items())
         if len(listed) > MAX_CHANGES_LISTED:
             listed = []  # no list means "every dirty window" to the aggregator
-        detail = {
-            "ingestion_ids": sorted(ingestions)[:MAX_CHANGES_LISTED], "symbols_changed": len(changes),
-            "changes": [{"symbol": s, "first_minute_ns": lo, "last_minute_ns": hi, "ticks": n}
-                        for s, (lo, hi, n) in listed],
-        }
+        detail = TicksProcessedDetail(
+            ingestion_ids=sorted(ingestions)[:MAX_CHANGES_LISTED], symbols_changed=len(changes),
+            changes=[WindowChange(symbol=s, first_minute_ns=lo, last_minute_ns=hi, ticks=n)
+                     for s, (lo, hi, n) in listed])
         try:
-            self._events.publish(TICKS_PROCESSED, detail)
+            self._events.publish(TICKS_PROCESSED, detail.model_dump(mode="json"))
         except Exception:
             # The dirty windows are stored already; the scheduled run aggregates them.
             logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")

@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end tests: the local stack (`python -m localrun` on free ports), once per session.
 
-Tests reach it only from the outside (see harness.py). They share one stack, so each test uses symbols
+Tests reach it only from the outside (see localrun/control.py). They share one stack, so each test uses symbols
 of its own: the ``symbol`` fixture, or ``unique_symbol``.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .harness import LocalStack, running_local_stack, unique_symbol
+from localrun.control import LocalStack, running_local_stack, unique_symbol
 
 
 @pytest.fixture(scope="session")

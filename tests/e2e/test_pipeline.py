@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .harness import LocalStack, unique_symbol, wait_for
+from localrun.control import LocalStack, unique_symbol, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import pytest
 
-from .harness import SHARED_DATA, LocalStack, unique_symbol, wait_for
+from localrun.control import REPO_ROOT, LocalStack, unique_symbol, wait_for
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 DATABENTO_TRADES = SHARED_DATA / "databento_GLBX_ESU4_trades_2024-07-01T2358Z_2024-07-02T0002Z.csv"
 DATABENTO_BARS = SHARED_DATA / "databento_GLBX_ESU4_NQU4_ohlcv-1m_2024-07-01T2340Z_2024-07-02T0010Z.csv"

@@ -18,7 +18,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from .harness import LocalStack, Response, running_local_stack, unique_symbol
+from localrun.control import LocalStack, Response, running_local_stack, unique_symbol
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,10 @@ from typing import Any
 
 import botocore.client
 from botocore.exceptions import ClientError
+
+from localrun.lambda_events import ACCOUNT, Handler, Routes, eventbridge_event, scheduled_event, sqs_event
+
+REGION = "us-east-1"
 
 THROTTLE_CODES = {
     "dynamodb": "ProvisionedThroughputExceededException",
@@ -141,6 +144,7 @@ class Delivery:
 
         self._sqs = boto3.client("sqs")
         self._rng = random.Random(self.shuffle_seed)
+        self._routes = Routes.of(self.app_module)
 
     def _receive(self, url: str, count: int = 10) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = self._sqs.receive_message(
@@ -148,9 +152,9 @@ class Delivery:
         ).get("Messages", [])
         return messages
 
-    def _invoke(self, name: str, event: dict[str, Any]) -> Any:
+    def _invoke(self, handler: Handler, event: dict[str, Any]) -> Any:
         with self.injector.invocation():
-            return getattr(self.app_module, name)(event, None)
+            return handler(event, None)
 
     def process_once(self) -> int:
         """One event-source-mapping poll of the processing queue."""
@@ -159,18 +163,15 @@ class Delivery:
             return 0
         if self.shuffle_seed is not None:
             self._rng.shuffle(messages)
-        event = {"Records": [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "messageAttributes": {}, "eventSource": "aws:sqs",
-            "awsRegion": "us-east-1", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
-        } for m in messages]}
+        event = sqs_event(messages, f"arn:aws:sqs:{REGION}:{ACCOUNT}:queue", REGION)
         rounds = 2 if self.duplicate else 1
         failed: set[str] = set()
         for _ in range(rounds):  # a duplicate delivery: the same batch again before it was deleted
             self.counts["invocations"] += 1
             self.counts["messages_delivered"] += len(messages)
             try:
-                result = self._invoke("process_ticks", event)
+                assert self._routes.sqs is not None
+                result = self._invoke(self._routes.sqs, event)
             except (Exception, InjectedCrash):
                 self.counts["failed_invocations"] += 1
                 failed = {m["MessageId"] for m in messages}
@@ -194,17 +195,9 @@ class Delivery:
         """Deliver EventBridge events from the rules' target queue to the handler they are for."""
         messages = self._receive(self.events_queue_url)
         for message in messages:
-            event = json.loads(message["Body"])
-            event.setdefault("account", "123456789012")
-            event.setdefault("id", str(uuid.uuid4()))
-            event.setdefault("region", "us-east-1")
-            event.setdefault("resources", [])
-            event.setdefault("version", "0")
-            handler = {"aws.s3": "ingest_object"}.get(event["source"])
-            if handler is None:
-                handler = "aggregate_on_event" if event["detail-type"] == "TicksProcessed" else None
+            event = eventbridge_event(json.loads(message["Body"]), REGION)
             try:
-                if handler is not None:
+                for _, handler in self._routes.matching(event):
                     self._invoke(handler, event)
                     if self.duplicate:
                         self._invoke(handler, event)
@@ -216,13 +209,11 @@ class Delivery:
         return len(messages)
 
     def schedule(self) -> None:
-        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
-                 "account": "123456789012", "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
-                 "resources": [], "detail": {}}
-        try:
-            self._invoke("aggregate_on_schedule", event)
-        except (Exception, InjectedCrash):
-            self.counts["failed_schedule_invocations"] += 1
+        for name, handler in self._routes.schedules:
+            try:
+                self._invoke(handler, scheduled_event(name, REGION))
+            except (Exception, InjectedCrash):
+                self.counts["failed_schedule_invocations"] += 1
 
     def run_until_quiet(self, max_rounds: int = 500) -> None:
         """Deliver until every queue is empty and a scheduled aggregation finds nothing left to do."""

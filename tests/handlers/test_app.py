@@ -9,39 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-
-def drain_queue(url: str, visibility: int = 0) -> list[dict[str, Any]]:
-    sqs = boto3.client("sqs")
-    out = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility or 30,
-                                       AttributeNames=["All"]).get("Messages", [])
-        if not messages:
-            return out
-        out += messages
-        sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
-
-
-def run_processor(stack: dict[str, Any]) -> list[dict[str, Any]]:
-    client = stack["client"]
-    bodies = [m["Body"] for m in drain_queue(stack["queue_url"])]
-    results = []
-    for i in range(0, len(bodies), 10):
-        event = client.events.generate_sqs_event(bodies[i : i + 10], queue_name=stack["settings"].queue_name)
-        results.append(client.lambda_.invoke("DataProcessor", event).payload)
-    return results
-
-
-def deliver_events(stack: dict[str, Any]) -> list[dict[str, Any]]:
-    """What EventBridge delivered to the rules' targets, handed to the handler whose pattern matches."""
-    client = stack["client"]
-    events = [json.loads(m["Body"]) for m in drain_queue(stack["events_queue_url"])]
-    for event in events:
-        name = "DataIngestion" if event["source"] == "aws.s3" else "DataAggregator"
-        payload = client.events.generate_cw_event(event["source"], event["detail-type"], event["detail"], [])
-        client.lambda_.invoke(name, payload)
-    return events
+from tests.moto_stack import deliver_events, drain_queue, run_processor
 
 
 def post(stack: dict[str, Any], body: Any, content_type: str = "application/json", **headers: str) -> Any:
@@ -67,7 +35,7 @@ def test_ticks_posted_become_bars(stack: dict[str, Any]) -> None:
     assert body["accepted"] == 3 and body["status"] == "queued" and body["ingestion_id"] in body["status_url"]
     run_processor(stack)
     events = deliver_events(stack)
-    assert [e["detail-type"] for e in events] == ["TicksProcessed"]  # one event per batch
+    assert [e["detail-type"] for e, _ in events] == ["TicksProcessed"]  # one event per batch
     status, bars = get(stack, "/bars?symbol=AAPL&interval=1m")
     assert status == 200
     got = [(b["start"], b["open"], b["high"], b["low"], b["close"], b["volume"], b["trades"]) for b in bars["bars"]]
@@ -90,7 +58,7 @@ def test_object_created_event_ingests_the_file(stack: dict[str, Any]) -> None:
     s3.put_object(Bucket=stack["settings"].bucket_name, Key="incoming/es.csv.gz", Body=gzip.compress(rows.encode()),
                   Metadata={"symbol": "ESU4"})
     events = deliver_events(stack)  # S3's EventBridge notification -> DataIngestion
-    assert [e["detail-type"] for e in events] == ["Object Created"]
+    assert [e["detail-type"] for e, _ in events] == ["Object Created"]
     run_processor(stack)
     deliver_events(stack)
     status, bars = get(stack, "/bars?symbol=ESU4&interval=1m")

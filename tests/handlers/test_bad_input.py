@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.moto_stack import ROOT, moto_stack
+from tests.moto_stack import ROOT, deliver_events, drain_queue, moto_stack, run_processor
 
 TS = "2024-07-01T10:00:00Z"
 JSON, NDJSON, CSV = "application/json", "application/x-ndjson", "text/csv"
@@ -457,7 +457,7 @@ def mstack() -> Iterator[dict[str, Any]]:
 def stack(mstack: dict[str, Any]) -> dict[str, Any]:
     """The module's stack emptied: queues, table and bucket (moto's queries and listings walk them all)."""
     for url in (mstack["queue_url"], mstack["events_queue_url"]):
-        drain_queue(mstack, url)
+        drain_queue(url)
     s3, ddb = mstack["aws"]["s3"], mstack["aws"]["dynamodb"]
     versions = s3.list_object_versions(Bucket=mstack["bucket"])
     objects = [{"Key": v["Key"], "VersionId": v["VersionId"]}
@@ -471,40 +471,6 @@ def stack(mstack: dict[str, Any]) -> dict[str, Any]:
     for i in range(0, len(keys), 25):
         ddb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": k}} for k in keys[i : i + 25]]})
     return mstack
-
-
-def drain_queue(stack: dict[str, Any], url: str) -> list[dict[str, Any]]:
-    sqs = stack["aws"]["sqs"]
-    out: list[dict[str, Any]] = []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get("Messages", [])
-        if not messages:
-            return out
-        out += messages
-        sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
-
-
-def run_processor(stack: dict[str, Any]) -> int:
-    """Hand the queued messages to DataProcessor (it raises if any message failed); returns how many."""
-    client = stack["client"]
-    bodies = [m["Body"] for m in drain_queue(stack, stack["queue_url"])]
-    for i in range(0, len(bodies), 10):
-        event = client.events.generate_sqs_event(bodies[i : i + 10], queue_name=stack["settings"].queue_name)
-        assert client.lambda_.invoke("DataProcessor", event).payload == {"batchItemFailures": []}
-    return len(bodies)
-
-
-def deliver_events(stack: dict[str, Any]) -> list[Any]:
-    """What EventBridge delivered to the rules' targets, handed to the handler whose pattern matches."""
-    client = stack["client"]
-    results = []
-    for message in drain_queue(stack, stack["events_queue_url"]):
-        event = json.loads(message["Body"])
-        name = "DataIngestion" if event["source"] == "aws.s3" else "DataAggregator"
-        payload = client.events.generate_cw_event(event["source"], event["detail-type"], event["detail"], [])
-        results.append((event["detail-type"], client.lambda_.invoke(name, payload).payload))
-    return results
 
 
 def get(stack: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
@@ -539,7 +505,7 @@ def test_rest(stack: dict[str, Any], case: Case) -> None:
     assert "Traceback" not in text and 'File "' not in text, text[:500]
     assert response.status_code == case.status, text[:500]
     body = json.loads(text)
-    queued = drain_queue(stack, stack["queue_url"])
+    queued = drain_queue(stack["queue_url"])
     if case.status == 202:
         assert body["accepted"] == case.accepted
         ticks = [t for m in queued for t in json.loads(m["Body"])["ticks"]]
@@ -567,9 +533,11 @@ def test_s3(stack: dict[str, Any], case: Case) -> None:
     put = stack["aws"]["s3"].put_object(Bucket=bucket, Key=key, Body=case.payload, Metadata=case.metadata)
     ingestion_id = "s3-" + hashlib.sha256(f"{bucket}/{key}#{put['VersionId']}".encode()).hexdigest()[:32]
 
-    [(kind, planned)] = deliver_events(stack)  # Object Created -> DataIngestion
-    assert kind == "Object Created" and planned["ingestion_id"] == ingestion_id
-    processed = run_processor(stack)
+    [(event, planned)] = deliver_events(stack)  # Object Created -> DataIngestion
+    assert event["detail-type"] == "Object Created" and planned["ingestion_id"] == ingestion_id
+    payloads = run_processor(stack)
+    assert all(payload == {"batchItemFailures": []} for payload in payloads)
+    processed = len(payloads)
     deliver_events(stack)  # TicksProcessed -> DataAggregator
 
     status, ingestion = get(stack, f"/ingestions/{ingestion_id}")

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain.timefmt import END_OF_TIME_NS, format_ns
-from tests.handlers.test_app import deliver_events, get, post, run_processor
-from tests.moto_stack import ROOT, moto_stack
+from tests.handlers.test_app import get, post
+from tests.moto_stack import ROOT, deliver_events, moto_stack, run_processor
 
 TICKS = [{"symbol": "HOST", "price": 100 + i, "volume": 1, "timestamp": f"2024-07-01T10:0{i}:00Z"} for i in range(3)]
 

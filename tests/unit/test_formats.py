@@ -7,18 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from chalicelib.domain.columns import ColumnMap, header_problem
+from chalicelib.domain.csv_rows import header_cells, parse_csv_document, parse_csv_lines
 from chalicelib.domain.files import detect_format
-from chalicelib.domain.formats import (
-    ColumnMap,
-    ParseContext,
-    ParseResult,
-    header_cells,
-    header_problem,
-    parse_csv_document,
-    parse_csv_lines,
-    parse_json_document,
-    parse_ndjson_lines,
-)
+from chalicelib.domain.formats import ParseContext, ParseResult, parse_json_document, parse_ndjson_lines
 
 RECEIVED_NS = 1_719_878_400 * 1_000_000_000  # 2024-07-02T00:00:00Z
 T0 = "2024-07-01T23:58:01Z"

@@ -25,16 +25,11 @@ from hypothesis import strategies as st
 
 from chalicelib.bootstrap import UseCases, wire
 from chalicelib.domain.bars import bars_from_ticks
+from chalicelib.domain.columns import ColumnMap
+from chalicelib.domain.csv_rows import parse_csv_lines
 from chalicelib.domain.errors import InputError
 from chalicelib.domain.files import BINARY_SIGNATURES
-from chalicelib.domain.formats import (
-    MEDIA_TYPES,
-    ColumnMap,
-    ParseContext,
-    long_line_error,
-    parse_csv_lines,
-    parse_ndjson_lines,
-)
+from chalicelib.domain.formats import MEDIA_TYPES, ParseContext, long_line_error, parse_ndjson_lines
 from chalicelib.domain.ticks import FieldError, parse_decimal, parse_symbol, parse_token, tick_from_record
 from chalicelib.domain.timefmt import TimestampError, parse_timestamp
 from chalicelib.entrypoints.api import http_error

@@ -18,7 +18,8 @@ import pytest
 
 from chalicelib.bootstrap import wire
 from chalicelib.domain.bars import Bar, bars_from_ticks
-from chalicelib.domain.formats import ParseContext, ParseResult, parse_csv_document
+from chalicelib.domain.csv_rows import parse_csv_document
+from chalicelib.domain.formats import ParseContext, ParseResult
 from chalicelib.settings import Settings
 from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
 

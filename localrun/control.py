@@ -1,5 +1,5 @@
 """Driving the local stack from the outside: start `python -m localrun` on free ports, then talk to it
-over HTTP (urllib) and `aws s3 cp` (awscli), as a user would. Used by the e2e fixtures and scripts/bench.py.
+over HTTP (urllib) and `aws s3 cp` (awscli), as a user would. Used by the end-to-end tests and the benchmark.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+from .stage import PROJECT_ROOT
+
+REPO_ROOT = PROJECT_ROOT
 BUCKET = "market-data-bucket-dev"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 STARTUP_TIMEOUT_S = 60
@@ -219,7 +220,7 @@ def start_local_stack(log_path: Path, schedule_seconds: float = SCHEDULE_SECONDS
     """Start `python -m localrun` on free ports and wait until the API answers and the driver runs.
 
     ``extra_args`` go to localrun's command line; GET /symbols answering one of ``ready_statuses`` means
-    ready (e.g. 403 as well with --require-sigv4, where the harness's unsigned request is refused).
+    ready (e.g. 403 as well with --require-sigv4, where this module's unsigned request is refused).
     """
     emulator_port, api_port = free_port(), free_port()
     while api_port == emulator_port:
