@@ -15,6 +15,17 @@ from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, Idempotenc
 
 # A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read with).
 DirtyWindow = tuple[str, int, str]
+HOUR_NS = 3_600 * 1_000_000_000
+
+
+def dirty_hours(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], int]:
+    """Dirty windows by the (symbol, hour, token) of the mark that holds them, with their count of minutes:
+    what a store clears as one (see DirtyWindowStore)."""
+    hours: dict[tuple[str, int, str], int] = {}
+    for symbol, minute, token in entries:
+        key = (symbol, minute - minute % HOUR_NS, token)
+        hours[key] = hours.get(key, 0) + 1
+    return hours
 
 
 @dataclass(frozen=True)

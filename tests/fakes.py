@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib.bootstrap import UseCases
 from chalicelib.domain.bars import Bar
-from chalicelib.domain.errors import NotFound
+from chalicelib.domain.errors import NotFound, QueueRejected
 from chalicelib.domain.ingestion import (
     ChunkFailure,
     ChunkRecord,
@@ -25,7 +25,7 @@ from chalicelib.domain.ingestion import (
     chunk_from_doc,
 )
 from chalicelib.entrypoints.api import read_bars
-from chalicelib.ports import DeadLetter, DirtyWindow, ListedObject, ObjectInfo
+from chalicelib.ports import HOUR_NS, DeadLetter, DirtyWindow, ListedObject, ObjectInfo, dirty_hours
 
 SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -34,9 +34,6 @@ SQS_MAX_MESSAGE_BYTES = 256 * 1024
 def _copy(doc: dict[str, Any]) -> dict[str, Any]:
     """Documents go through JSON like in DynamoDB, so a non-serialisable doc fails here too."""
     return json.loads(json.dumps(doc))
-
-
-HOUR_NS = 3_600 * 1_000_000_000
 
 
 class MemoryStateStore:
@@ -139,12 +136,8 @@ class MemoryStateStore:
         return out
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
-        hours: dict[tuple[str, int, str], int] = {}
-        for symbol, minute, token in entries:
-            key = (symbol, minute - minute % HOUR_NS, token)
-            hours[key] = hours.get(key, 0) + 1
         cleared = 0
-        for (symbol, hour, token), minutes in hours.items():
+        for (symbol, hour, token), minutes in dirty_hours(entries).items():
             if self.dirty.get((symbol, hour), (set(), None))[1] == token:
                 del self.dirty[(symbol, hour)]
                 cleared += minutes
@@ -207,7 +200,7 @@ class MemoryQueue:
     def send(self, bodies: Sequence[str]) -> int:
         for body in bodies:
             if len(body.encode()) > SQS_MAX_MESSAGE_BYTES:
-                raise ValueError(f"message of {len(body.encode())} bytes is over the SQS limit")
+                raise QueueRejected(f"message of {len(body.encode())} bytes is over the SQS limit")
         self.messages.extend(bodies)
         return -(-len(bodies) // SQS_MAX_BATCH_ENTRIES)
 

@@ -6,10 +6,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..domain.errors import TransientError
+from ..domain.errors import QueueRejected, TransientError
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
+MAX_MESSAGE_BYTES = 256 * 1024
 MAX_ATTEMPTS = 6
 
 
@@ -37,6 +38,8 @@ class SqsTickQueue(NamedQueue):
         size = 0
         for body in bodies:
             length = len(body.encode())
+            if length > MAX_MESSAGE_BYTES:  # refused by SQS (or, in an emulator, accepted and then a surprise)
+                raise QueueRejected(f"a message of {length} bytes is over the SQS limit of {MAX_MESSAGE_BYTES}")
             if batch and (len(batch) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
                 self._send_batch(batch)
                 requests += 1
@@ -57,7 +60,7 @@ class SqsTickQueue(NamedQueue):
                 return
             sender_faults = [f for f in response["Failed"] if f.get("SenderFault")]
             if sender_faults:
-                raise ValueError(f"SQS rejected a message: {sender_faults[0].get('Message')}")
+                raise QueueRejected(f"SQS rejected a message: {sender_faults[0].get('Message')}")
             entries = [e for e in entries if e["Id"] in failed]
             time.sleep(0.05 * 2**attempt)
         raise TransientError(f"SQS did not accept {len(entries)} message(s)")

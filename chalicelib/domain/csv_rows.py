@@ -11,7 +11,7 @@ from typing import Any
 
 from .columns import ColumnMap, header_problem
 from .errors import RecordError
-from .formats import ParseContext, ParseResult, long_line_error, text_lines
+from .formats import ParseContext, ParseResult, numbered_lines, text_lines
 from .text import strip_space
 from .ticks import tick_from_record
 
@@ -23,12 +23,7 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
     unit = column_map.timestamp_unit
     received_ns = ctx.received_ns
     default_symbol = ctx.default_symbol
-    for offset, line in enumerate(lines):
-        number = first_line + offset
-        where = f"line {number}"
-        if len(line) > ctx.max_line_chars:
-            result.reject([long_line_error(where, ctx.max_line_chars)])
-            continue
+    for number, where, line in numbered_lines(lines, first_line, ctx, result):
         try:
             row = csv_cells(line)
         except CsvLineError as exc:

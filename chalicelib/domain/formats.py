@@ -10,7 +10,7 @@ Two dialects share this code:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -103,6 +103,18 @@ class ParseContext:
     max_line_chars: int = 1 << 20
 
 
+def numbered_lines(lines: Iterable[str], first_line: int, ctx: ParseContext,
+                   result: ParseResult) -> Iterator[tuple[int, str, str]]:
+    """(number, location, line) of each line, from ``first_line`` on; over-long lines are rejected instead."""
+    for offset, line in enumerate(lines):
+        number = first_line + offset
+        where = f"line {number}"
+        if len(line) > ctx.max_line_chars:
+            result.reject([long_line_error(where, ctx.max_line_chars)])
+            continue
+        yield number, where, line
+
+
 def long_line_error(where: str, limit: int) -> RecordError:
     return RecordError(where, "-", f"is longer than the limit of {limit} bytes for one line (MAX_LINE_BYTES)")
 
@@ -175,12 +187,7 @@ def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
 def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext) -> ParseResult:
     """NDJSON: one JSON object per line; blank lines are skipped. ``first_line`` is 1-based."""
     result = ParseResult(max_errors=ctx.max_errors)
-    for offset, line in enumerate(lines):
-        number = first_line + offset
-        where = f"line {number}"
-        if len(line) > ctx.max_line_chars:
-            result.reject([long_line_error(where, ctx.max_line_chars)])
-            continue
+    for number, where, line in numbered_lines(lines, first_line, ctx, result):
         text = strip_space(line.lstrip("\ufeff"))
         if not text:
             continue

@@ -49,13 +49,12 @@ class Sources:
         """The (symbol, minute) windows holding partials of the ingestion's processed chunks."""
         windows: set[tuple[str, int]] = set()
         _, chunks = self._ingestions.get_ingestion(ingestion_id)
-        prefix = ingestion_id + "#"
         for chunk in chunks:
             if not isinstance(chunk, ChunkResult):
                 continue
             for symbol, (lo, hi) in chunk.windows.items():
                 windows.update((symbol, bar.start_ns) for source, bar in self._partials.query_partials(symbol, lo, hi)
-                               if source.startswith(prefix))
+                               if ingestion_of(source) == ingestion_id)
         return windows
 
     def revisit(self, windows: set[tuple[str, int]]) -> None:

@@ -7,10 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from ...domain.bars import Bar
-from ...ports import DirtyWindow
+from ...ports import HOUR_NS, DirtyWindow, dirty_hours
 from .table import Table, time_range
-
-HOUR_NS = 3_600 * 1_000_000_000
 
 
 def _bar_attrs(bar: Bar) -> dict[str, Any]:
@@ -104,12 +102,8 @@ class MarketRecords:
         return out
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
-        hours: dict[tuple[str, int, str], int] = {}
-        for symbol, minute, token in entries:
-            key = (symbol, minute - minute % HOUR_NS, token)
-            hours[key] = hours.get(key, 0) + 1
         cleared = 0
-        for (symbol, hour, token), minutes in sorted(hours.items()):
+        for (symbol, hour, token), minutes in sorted(dirty_hours(entries).items()):
             if self._table.delete_if({"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{hour:020d}"}}, "tok = :t",
                                      {":t": {"S": token}}):
                 cleared += minutes
