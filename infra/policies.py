@@ -1,5 +1,5 @@
-"""What each function may do: the actions its code calls (see chalicelib/adapters and services.py), on the
-resources it touches, and nothing else. Rendered twice from this one table:
+"""What each function may do: the actions its code calls (see chalicelib/adapters and chalicelib/usecases),
+on the resources it touches, and nothing else. Rendered twice from this one table:
 
 - for the packaged stack (infra/template.py): exact ARNs of the stack's own resources;
 - for `chalice deploy` (.chalice/policies/<stage>/<function>.json, which config.json points to): Chalice

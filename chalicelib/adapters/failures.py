@@ -1,6 +1,6 @@
 """Which exceptions are the infrastructure's: worth retrying, as opposed to a bug or a bad request.
 
-The services take this as a parameter (``Pipeline.transient``), so that they never import botocore.
+The use cases take this as a parameter (``transient``), so that they never import botocore.
 """
 
 from __future__ import annotations

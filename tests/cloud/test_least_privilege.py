@@ -159,6 +159,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
 
     import app as app_module
     from chalicelib.bootstrap import use_cases
+    from chalicelib.schemas import ObjectCreatedDetail
     from chalicelib.settings import get_settings
     from localrun.provision import provision
 
@@ -195,8 +196,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     return s3.put_object(Bucket=settings.bucket_name, Key=key, Body=body)["VersionId"]
 
                 def object_created(key: str, version: str) -> dict[str, Any]:
-                    detail = {"bucket": {"name": settings.bucket_name},
-                              "object": {"key": key, "version-id": version}}
+                    detail = ObjectCreatedDetail.of(settings.bucket_name, key, version)
                     event = client.events.generate_cw_event("aws.s3", "Object Created", detail, [])
                     with as_function("DataIngestion"):
                         return client.lambda_.invoke("DataIngestion", event).payload
