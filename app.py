@@ -5,8 +5,8 @@ from chalice import Chalice, IAMAuthorizer, Rate
 from chalicelib.bootstrap import use_cases
 from chalicelib.domain.formats import MEDIA_TYPES
 from chalicelib.entrypoints import api, events
+from chalicelib.schemas import TICKS_PROCESSED
 from chalicelib.settings import get_settings
-from chalicelib.usecases.process_batch import TICKS_PROCESSED
 
 settings = get_settings()
 app = Chalice(app_name="market-data")

@@ -29,7 +29,7 @@ from .usecases.aggregate import Aggregate
 from .usecases.common import Clock, Metric, Transient, no_metric
 from .usecases.ingest_body import IngestBody
 from .usecases.ingest_object import IngestObject
-from .usecases.operator import Operations
+from .usecases.operator import DeadLetters, Operations, Recompute, Replay
 from .usecases.process_batch import ProcessBatch
 from .usecases.queries import IngestionStatus, ListSymbols, ReadBars
 from .usecases.sources import Sources
@@ -97,8 +97,13 @@ def wire(
 def wire_operations(use_cases: UseCases, store: Any, queue: TickQueue, dead_letters: DeadLetterQueue,
                     listing: ObjectLister, new_token: Callable[[], str] = lambda: uuid.uuid4().hex) -> Operations:
     """The operator's commands on these adapters and use cases."""
-    return Operations(use_cases.ingestion_status, use_cases.ingest_object, use_cases.aggregate, queue, dead_letters,
-                      listing, store, store, store, use_cases.settings, new_token)
+    settings = use_cases.settings
+    return Operations(
+        status=use_cases.ingestion_status,
+        dlq=DeadLetters(dead_letters, queue, settings),
+        replay=Replay(listing, use_cases.ingest_object, use_cases.ingestion_status, settings),
+        recompute=Recompute(store, store, store, use_cases.aggregate, settings, new_token),
+    )
 
 
 def _real(settings: Settings, metric: Metric) -> tuple[UseCases, DynamoStateStore, SqsTickQueue, LazyClient]:

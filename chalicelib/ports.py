@@ -10,12 +10,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .domain.bars import Bar
+from .domain.bars import INTERVALS, Bar
 from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, IdempotencyClaim, Ingestion
 
 # A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read with).
 DirtyWindow = tuple[str, int, str]
-HOUR_NS = 3_600 * 1_000_000_000
+HOUR_NS = INTERVALS["1h"]  # dirty windows are marked per (symbol, hour)
 
 
 def dirty_hours(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], int]:

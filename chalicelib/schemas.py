@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from .domain.ingestion import MAX_ID_CHARS
 from .domain.ticks import Tick
 
+# The pipeline's own EventBridge events (detail-types), from source EVENT_SOURCE (settings).
+TICKS_PROCESSED = "TicksProcessed"
+BARS_REVISED = "BarsRevised"
+
 # A validated tick on the wire: [symbol, price, volume, ts_ns, trade_id, side, exchange].
 WireTick = tuple[str, str, str, int, str | None, str | None, str | None]
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chalicelib.adapters.dynamodb.layout import KEY_SCHEMA
+from chalicelib.adapters.dynamodb.layout import TTL_ATTRIBUTE as TTL_ATTRIBUTE  # the table enables it
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_PATH = PROJECT_ROOT / ".chalice" / "config.json"
 
@@ -42,8 +45,6 @@ PUBLIC_ACCESS_BLOCK = {"BlockPublicAcls": True, "BlockPublicPolicy": True, "Igno
 # idempotency records carry a TTL.
 BILLING_MODE = "PAY_PER_REQUEST"
 POINT_IN_TIME_RECOVERY = True
-KEY_SCHEMA = (("pk", "HASH"), ("sk", "RANGE"))
-TTL_ATTRIBUTE = "ttl"
 
 # Queues: a message that fails 5 receives goes to the dead-letter queue, which keeps it 14 days (longer
 # than the source queue: SQS keeps the original enqueue time when it moves a message).

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.schemas import BARS_REVISED, TICKS_PROCESSED
+
 from .definitions import AGGREGATOR, AGGREGATOR_SCHEDULE, API_HANDLER, INGESTION, PROCESSOR, Stage
 
 # Resource kinds a grant can name.
@@ -27,9 +29,6 @@ INGEST_DLQ = "ingest-dlq"
 LOG_GROUP = "log-group"
 ANY = "any"
 
-# chalicelib/usecases' TICKS_PROCESSED and BARS_REVISED; tests check they agree.
-TICKS_PROCESSED = "TicksProcessed"
-BARS_REVISED = "BarsRevised"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ over HTTP (urllib) and `aws s3 cp` (awscli), as a user would. Used by the end-to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from chalicelib.domain.ingestion import object_ingestion_id, real_version
+from chalicelib.settings import resource_names
+
 from .stage import PROJECT_ROOT
 
 REPO_ROOT = PROJECT_ROOT
-BUCKET = "market-data-bucket-dev"
+BUCKET = resource_names("dev")["BUCKET_NAME"]
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 STARTUP_TIMEOUT_S = 60
 SCHEDULE_SECONDS = 2
@@ -160,10 +162,7 @@ class LocalStack:
             self._s3 = boto3.client("s3", endpoint_url=self.endpoint_url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                                     aws_access_key_id="testing", aws_secret_access_key="testing")
         head = self._s3.head_object(Bucket=self.bucket, Key=key)
-        version = head.get("VersionId")
-        if version in (None, "null"):
-            version = head["ETag"].strip('"')
-        return "s3-" + hashlib.sha256(f"{self.bucket}/{key}#{version}".encode()).hexdigest()[:32]
+        return object_ingestion_id(self.bucket, key, real_version(head.get("VersionId")) or head["ETag"].strip('"'))
 
     def log_tail(self, chars: int = 6000) -> str:
         try:

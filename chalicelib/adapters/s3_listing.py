@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..domain.ingestion import real_version
+from ..domain.timefmt import NS_PER_S
 from ..ports import ListedObject
 
 
@@ -27,7 +28,7 @@ class S3ObjectLister:
                     key=version["Key"],
                     version_id=real_version(version_id),
                     size=int(version.get("Size", 0)),
-                    last_modified_ns=(calendar.timegm(modified.utctimetuple()) * 1_000_000_000
+                    last_modified_ns=(calendar.timegm(modified.utctimetuple()) * NS_PER_S
                                       + modified.microsecond * 1_000),
                     etag=str(version.get("ETag", "")).strip('"'),
                 )

@@ -16,8 +16,9 @@ from decimal import Context, Decimal, localcontext
 from typing import Any
 
 from .ticks import Tick
+from .timefmt import NS_PER_S
 
-MINUTE_NS = 60 * 1_000_000_000
+MINUTE_NS = 60 * NS_PER_S
 INTERVALS: dict[str, int] = {
     "1m": MINUTE_NS,
     "5m": 5 * MINUTE_NS,

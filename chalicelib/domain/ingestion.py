@@ -17,9 +17,8 @@ from enum import StrEnum
 from typing import Any
 
 from .errors import RecordError
-from .timefmt import format_ns
+from .timefmt import NS_PER_S, format_ns
 
-NS_PER_S = 1_000_000_000
 MAX_ID_CHARS = 80
 # Ids this pipeline makes: "api-" or "s3-" followed by hex digits.
 INGESTION_ID_RE = re.compile(r"(?:api|s3)-[0-9a-f]{1,64}")

@@ -53,6 +53,13 @@ def parse_query_symbol(name: str, raw: str | None) -> str:
         raise InvalidQuery(f"{name} {exc.reason}") from None
 
 
+def parse_interval(raw: str | None) -> str:
+    interval = raw or DEFAULT_INTERVAL
+    if interval not in INTERVALS:
+        raise InvalidQuery(f"interval must be one of {', '.join(INTERVALS)}, got {show(interval)}")
+    return interval
+
+
 def parse_time_range(start: str | None, end: str | None, start_name: str = "start",
                      end_name: str = "end") -> tuple[int, int]:
     """[start, end) in ns; the whole range of time when absent."""
@@ -77,8 +84,7 @@ class BarQuery:
     after: int | None = None
 
     def __post_init__(self) -> None:
-        if self.interval not in INTERVALS:
-            raise InvalidQuery(f"interval must be one of {', '.join(INTERVALS)}, got {self.interval!r}")
+        parse_interval(self.interval)
         if self.after is not None and not self.start_ns <= self.after < self.end_ns:
             raise InvalidQuery("next is not a cursor of this query: it points outside [start, end); "
                                "pass it back with the same start and end")

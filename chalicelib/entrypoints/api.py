@@ -31,10 +31,10 @@ from ..domain.errors import (
 )
 from ..domain.queries import (
     DEFAULT_BAR_LIMIT,
-    DEFAULT_INTERVAL,
     MAX_BAR_LIMIT,
     BarQuery,
     parse_count,
+    parse_interval,
     parse_query_symbol,
     parse_time_range,
 )
@@ -132,11 +132,11 @@ def bar_json(bar: Bar, revision: int) -> dict[str, Any]:
 def bar_query(params: Mapping[str, str]) -> BarQuery:
     """GET /bars's query string as a query; InvalidQuery naming the parameter that is wrong."""
     symbol = parse_query_symbol("symbol", params.get("symbol"))
+    interval = parse_interval(params.get("interval"))
     start, end = parse_time_range(params.get("start"), params.get("end"))
     limit = parse_count("limit", params.get("limit"), DEFAULT_BAR_LIMIT, MAX_BAR_LIMIT)
     cursor = params.get("next")
-    return BarQuery(symbol, params.get("interval") or DEFAULT_INTERVAL, start, end, limit,
-                    decode_cursor(cursor) if cursor else None)
+    return BarQuery(symbol, interval, start, end, limit, decode_cursor(cursor) if cursor else None)
 
 
 def page_json(query: BarQuery, page: BarPage) -> dict[str, Any]:

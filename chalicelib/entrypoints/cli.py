@@ -64,13 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     listing = dlq_commands.add_parser("list", parents=[common], help="show messages and leave them in the queue")
     listing.add_argument("--max", type=_whole_number, default=DEFAULT_MAX,
                          help=f"at most N messages (default {DEFAULT_MAX})")
-    listing.set_defaults(run=lambda ops, a: ops.dlq_list(a.max))
+    listing.set_defaults(run=lambda ops, a: ops.dlq.list(a.max))
     redrive = dlq_commands.add_parser(
         "redrive", parents=[common], help="move messages back to the processing queue (preview without --yes)")
     redrive.add_argument("--max", type=_whole_number, default=DEFAULT_MAX,
                          help=f"at most N messages (default {DEFAULT_MAX})")
     redrive.add_argument("--yes", action="store_true", help="really move them")
-    redrive.set_defaults(run=lambda ops, a: ops.dlq_redrive(a.max, a.yes))
+    redrive.set_defaults(run=lambda ops, a: ops.dlq.redrive(a.max, a.yes))
 
     replay = commands.add_parser(
         "replay", parents=[common],

@@ -15,15 +15,14 @@ from ..domain.bars import INTERVALS, PARENT, Bar, merge_all, window_start
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..ports import BarStore, DirtyWindowStore, EventPublisher, PartialStore, SymbolStore
-from ..schemas import BarsRevisedDetail, RevisedBar
+from ..schemas import BARS_REVISED, BarsRevisedDetail, RevisedBar
 from ..settings import Settings
 from .common import Clock, Metric, no_metric
 from .sources import Sources
 
-BARS_REVISED = "BarsRevised"
 MAX_REVISIONS_LISTED = 500
 # Windows of one symbol closer than this are read with one query.
-RANGE_GAP_NS = 60 * 60 * 1_000_000_000
+RANGE_GAP_NS = INTERVALS["1h"]
 
 
 def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:

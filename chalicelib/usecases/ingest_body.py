@@ -36,6 +36,7 @@ from ..domain.ingestion import (
     source_rank,
 )
 from ..domain.text import strip_space
+from ..domain.timefmt import NS_PER_S
 from ..observability import logger
 from ..ports import IdempotencyStore, IngestionStore, TickQueue
 from ..schemas import encode_tick_messages
@@ -86,7 +87,7 @@ class IngestBody:
         # Validate before claiming the key, so that a corrected retry under the same key is not refused.
         parsed = self._parse(text, fmt, received_ns)
         body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
-        expires_at = received_ns // 1_000_000_000 + self._settings.idempotency_ttl_seconds
+        expires_at = received_ns // NS_PER_S + self._settings.idempotency_ttl_seconds
         if key is not None:
             claim = IdempotencyClaim(body_hash, ingestion_id, received_ns, ClaimState.PENDING)
             existing = self._keys.claim_idempotency_key(key, claim, expires_at)

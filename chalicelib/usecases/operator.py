@@ -100,69 +100,57 @@ def _count(option: str, value: int, limit: int) -> int:
     return value
 
 
-@dataclass
-class Operations:
-    status_of: IngestionStatus
-    ingest_object: IngestObject
-    aggregate: Aggregate
-    queue: TickQueue  # the processing queue
-    dead_letters: DeadLetterQueue  # its dead-letter queue
-    listing: ObjectLister
-    partials: PartialStore
-    bars: BarStore
-    dirty: DirtyWindowStore
-    settings: Settings
-    new_token: Callable[[], str] = lambda: uuid.uuid4().hex
+class DeadLetters:
+    """The processing queue's dead-letter queue: look at it, and move messages back."""
 
-    # ------------------------------------------------------------------ status
-    def status(self, ingestion_id: str) -> dict[str, Any]:
-        """What GET /ingestions/{id} answers."""
-        return self.status_of(ingestion_id)
+    def __init__(self, letters: DeadLetterQueue, queue: TickQueue, settings: Settings) -> None:
+        self._letters = letters
+        self._queue = queue
+        self._settings = settings
 
-    # ------------------------------------------------------------------ dead-letter queue
-    def dlq_list(self, max_messages: int = DEFAULT_MAX) -> dict[str, Any]:
+    def list(self, max_messages: int = DEFAULT_MAX) -> dict[str, Any]:
         """Show up to ``max_messages`` dead letters and leave them in the queue."""
         _count("--max", max_messages, MAX_MESSAGES)
-        letters = self.dead_letters.receive(max_messages, PREVIEW_HOLD_SECONDS)
+        letters = self._letters.receive(max_messages, PREVIEW_HOLD_SECONDS)
         try:
             shown = [describe_letter(letter) for letter in letters]
         finally:
-            self.dead_letters.release(letters)
-        settings = self.settings
+            self._letters.release(letters)
+        settings = self._settings
         return {
-            "queue": settings.dead_letter_queue_name, "approximate_depth": self.dead_letters.approximate_depth(),
+            "queue": settings.dead_letter_queue_name, "approximate_depth": self._letters.approximate_depth(),
             "shown": len(shown), "messages": shown,
         }
 
-    def dlq_redrive(self, max_messages: int = DEFAULT_MAX, confirm: bool = False) -> dict[str, Any]:
+    def redrive(self, max_messages: int = DEFAULT_MAX, confirm: bool = False) -> dict[str, Any]:
         """Move up to ``max_messages`` dead letters back to the processing queue (a preview unless ``confirm``).
 
         Each round sends before it deletes: a failure in between leaves a message in both queues, never in
         none, and processing a message twice overwrites rather than adds.
         """
         _count("--max", max_messages, MAX_MESSAGES)
-        settings = self.settings
+        settings = self._settings
         route = {"from": settings.dead_letter_queue_name, "to": settings.queue_name}
         if not confirm:
-            preview = self.dlq_list(max_messages)
+            preview = self.list(max_messages)
             return {"dry_run": True, **route, "would_move": preview["shown"],
                     "approximate_depth": preview["approximate_depth"], "messages": preview["messages"],
                     "confirm": f"nothing was moved; run again with --yes to move {preview['shown']} message(s)"}
         moved: list[dict[str, Any]] = []
         while len(moved) < max_messages:
-            letters = self.dead_letters.receive(min(REDRIVE_ROUND, max_messages - len(moved)), REDRIVE_HOLD_SECONDS)
+            letters = self._letters.receive(min(REDRIVE_ROUND, max_messages - len(moved)), REDRIVE_HOLD_SECONDS)
             if not letters:
                 break
             result = {"dry_run": False, **route, "moved": len(moved), "messages": moved}
             try:
-                self.queue.send([letter.body for letter in letters])
+                self._queue.send([letter.body for letter in letters])
             except Exception as exc:
-                self.dead_letters.release(letters)
+                self._letters.release(letters)
                 raise OperationIncomplete(
                     f"moved {len(moved)} message(s), then could not send the next {len(letters)}: {exc}", result
                 ) from exc
             try:
-                self.dead_letters.delete(letters)
+                self._letters.delete(letters)
             except Exception as exc:
                 raise OperationIncomplete(
                     f"moved {len(moved)} message(s); the next {len(letters)} were sent but not deleted from the "
@@ -171,10 +159,20 @@ class Operations:
             moved.extend(describe_letter(letter) for letter in letters)
             logger.info("dead letters redriven", extra={"count": len(letters), **route})
         return {"dry_run": False, **route, "moved": len(moved),
-                "approximate_depth": self.dead_letters.approximate_depth(), "messages": moved}
+                "approximate_depth": self._letters.approximate_depth(), "messages": moved}
 
-    # ------------------------------------------------------------------ replay
-    def replay(
+
+class Replay:
+    """Ingest the current version of objects again, as the S3 trigger would (even ones ingested already)."""
+
+    def __init__(self, listing: ObjectLister, ingest: IngestObject, status: IngestionStatus,
+                 settings: Settings) -> None:
+        self._listing = listing
+        self._ingest = ingest
+        self._status = status
+        self._settings = settings
+
+    def __call__(
         self, prefix: str, since: str | None = None, until: str | None = None,
         max_objects: int = DEFAULT_MAX, confirm: bool = False,
     ) -> dict[str, Any]:
@@ -184,10 +182,10 @@ class Operations:
         since_ns, until_ns = parse_query_time("--since", since), parse_query_time("--until", until)
         if since_ns is not None and until_ns is not None and until_ns <= since_ns:
             raise InvalidQuery("--until must be after --since")
-        bucket = self.settings.bucket_name
+        bucket = self._settings.bucket_name
         selected: list[ListedObject] = []
         more = False
-        for obj in self.listing.current_objects(bucket, prefix):
+        for obj in self._listing.current_objects(bucket, prefix):
             if obj.key.endswith("/"):
                 continue  # a console "folder", not data
             if since_ns is not None and obj.last_modified_ns < since_ns:
@@ -211,7 +209,7 @@ class Operations:
         failed = 0
         for obj in selected:
             try:
-                outcome = self.ingest_object(bucket, obj.key, obj.version_id, force=True)
+                outcome = self._ingest(bucket, obj.key, obj.version_id, force=True)
             except Exception as exc:
                 logger.exception("replay failed", extra={"object_key": obj.key})
                 failed += 1
@@ -225,15 +223,27 @@ class Operations:
     def _describe_object(self, bucket: str, obj: ListedObject) -> dict[str, Any]:
         ingestion_id = object_ingestion_id(bucket, obj.key, obj.version_id or obj.etag)
         try:
-            previous = self.status_of(ingestion_id)["status"]
+            previous = self._status(ingestion_id)["status"]
         except NotFound:
             previous = None  # never ingested (no S3 event reached the pipeline)
         return {"key": obj.key, "version_id": obj.version_id, "size": obj.size,
                 "last_modified": format_ns(obj.last_modified_ns), "ingestion_id": ingestion_id,
                 "previous_status": previous}
 
-    # ------------------------------------------------------------------ recompute
-    def recompute(self, symbol: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
+
+class Recompute:
+    """Rebuild a symbol's bars over a time range from its partial aggregates."""
+
+    def __init__(self, partials: PartialStore, bars: BarStore, dirty: DirtyWindowStore, aggregate: Aggregate,
+                 settings: Settings, new_token: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        self._partials = partials
+        self._bars = bars
+        self._dirty = dirty
+        self._aggregate = aggregate
+        self._settings = settings
+        self._new_token = new_token
+
+    def __call__(self, symbol: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
         """Rebuild the bars of ``symbol`` for the minutes in [start, end) from its partial aggregates.
 
         Every minute with a partial is marked dirty, and so is every 1-minute bar without one (the
@@ -246,8 +256,8 @@ class Operations:
             raise InvalidQuery("--end must be after --start")
         first = 0 if lo is None else lo - lo % MINUTE_NS
         last = (END_OF_TIME_NS if hi is None else hi) - 1
-        with_partials = self.partials.list_partial_minutes(symbol, first, last)
-        rows, _ = self.bars.query_bars(symbol, "1m", first, last)
+        with_partials = self._partials.list_partial_minutes(symbol, first, last)
+        rows, _ = self._bars.query_bars(symbol, "1m", first, last)
         orphans = sorted({bar.start_ns for bar, _ in rows} - set(with_partials))
         minutes = sorted({*with_partials, *orphans})
         result: dict[str, Any] = {
@@ -261,12 +271,12 @@ class Operations:
         if not minutes:
             return {**result, "aggregation": None,
                     "note": f"nothing to recompute: no partial aggregates or 1m bars of {symbol} in the range"}
-        self.dirty.mark_dirty([(symbol, m) for m in minutes], self.new_token())
+        self._dirty.mark_dirty([(symbol, m) for m in minutes], self._new_token())
         totals: dict[str, Any] = {"runs": 0, "windows": 0, "bars_written": 0, "bars_revised": 0, "complete": False}
         # Each run takes up to max_windows_per_run windows; a few more runs absorb windows marked meanwhile
         # (by live processing); whatever is left then is the scheduled aggregator's.
-        for _ in range(len(minutes) // max(1, self.settings.max_windows_per_run) + 3):
-            summary = self.aggregate([symbol])
+        for _ in range(len(minutes) // max(1, self._settings.max_windows_per_run) + 3):
+            summary = self._aggregate([symbol])
             if summary["windows"] == 0:
                 totals["complete"] = True
                 break
@@ -274,3 +284,13 @@ class Operations:
             for name in ("windows", "bars_written", "bars_revised"):
                 totals[name] += summary[name]
         return {**result, "aggregation": totals}
+
+
+@dataclass(frozen=True)
+class Operations:
+    """The operator's commands (chalicelib/entrypoints/cli.py): each one a use case of its own."""
+
+    status: IngestionStatus
+    dlq: DeadLetters
+    replay: Replay
+    recompute: Recompute

@@ -20,12 +20,11 @@ from ..domain.errors import TransientError
 from ..domain.ingestion import MAX_ID_CHARS, ChunkFailure, ChunkResult, source_id
 from ..observability import logger
 from ..ports import DirtyWindowStore, EventPublisher, IngestionStore, ObjectStore, PartialStore, TickQueue
-from ..schemas import QUEUE_MESSAGE, QueueMessage, TicksProcessedDetail, WindowChange
+from ..schemas import QUEUE_MESSAGE, TICKS_PROCESSED, QueueMessage, TicksProcessedDetail, WindowChange
 from ..settings import Settings
 from .chunk_reader import ChunkReader
 from .common import Clock, Metric, Transient, describe, no_metric
 
-TICKS_PROCESSED = "TicksProcessed"
 MAX_CHANGES_LISTED = 500  # symbols one TicksProcessed event lists (an event holds at most 256 KB)
 MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling or timeouts
 

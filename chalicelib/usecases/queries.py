@@ -8,7 +8,7 @@ from typing import Any
 
 from ..domain.bars import Bar
 from ..domain.errors import NotFound
-from ..domain.ingestion import INGESTION_ID_RE, view
+from ..domain.ingestion import INGESTION_ID_RE, Source, Status, view
 from ..domain.queries import BarQuery
 from ..domain.text import show
 from ..ports import BarStore, IngestionStore, SymbolStore
@@ -48,7 +48,10 @@ class IngestionStatus:
         ingestion, chunks = self._ingestions.get_ingestion(ingestion_id)
         if ingestion is None:
             raise NotFound(f"no ingestion with id {ingestion_id!r}")
-        return view(ingestion, chunks, self._sources.superseded(ingestion), self._clock(),
+        # Only a file whose status does not say so already may have been replaced (one S3 request).
+        superseded = (ingestion.source is Source.S3 and ingestion.status is not Status.SUPERSEDED
+                      and self._sources.superseded(ingestion))
+        return view(ingestion, chunks, superseded, self._clock(),
                     self._settings.stalled_after_seconds, self._settings.max_errors)
 
 

@@ -294,13 +294,6 @@ def test_every_data_action_granted_is_used(packaged_stacks: dict[str, Packaged],
     assert granted == used, f"granted but unused: {granted - used}; used but not granted: {used - granted}"
 
 
-def test_the_events_the_functions_may_publish_are_the_ones_the_code_publishes() -> None:
-    from chalicelib.usecases.aggregate import BARS_REVISED
-    from chalicelib.usecases.process_batch import TICKS_PROCESSED
-
-    assert (policies.TICKS_PROCESSED, policies.BARS_REVISED) == (TICKS_PROCESSED, BARS_REVISED)
-
-
 def test_the_chalice_deploy_policies_grant_the_same_actions_as_the_packaged_roles(
         packaged_stacks: dict[str, Packaged]) -> None:
     stage = load_stage("dev")

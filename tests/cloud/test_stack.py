@@ -74,9 +74,9 @@ def test_table_is_on_demand_with_pitr_ttl_and_deletion_protection_in_prod(stack:
 
 
 def test_the_ttl_attribute_is_the_one_the_store_writes() -> None:
-    from chalicelib.adapters.dynamodb.records import TTL_ATTRIBUTE
+    from chalicelib.adapters.dynamodb import records
 
-    assert definitions.TTL_ATTRIBUTE == TTL_ATTRIBUTE
+    assert records.TTL_ATTRIBUTE is definitions.TTL_ATTRIBUTE
 
 
 # -- queues and the processor's trigger ------------------------------------------------------------------

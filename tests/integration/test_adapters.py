@@ -132,3 +132,33 @@ def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, 
     redrive = json.loads(attributes["Attributes"]["RedrivePolicy"])
     assert settings.dead_letter_queue_name in redrive["deadLetterTargetArn"]
 
+
+
+def test_every_read_of_the_state_table_is_strongly_consistent(
+    provisioned: dict[str, str], settings: Settings, session: boto3.session.Session
+) -> None:
+    """The aggregator reads back what it has just written; DynamoDB is eventually consistent unless asked.
+
+    moto is always consistent, so this asserts on what is sent: each Query and GetItem asks for a
+    strongly consistent read.
+    """
+    client = session.client("dynamodb")
+    reads: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name in ("Query", "GetItem", "Scan", "BatchGetItem"):
+            reads.append((model.name, params))
+
+    client.meta.events.register("before-parameter-build.dynamodb", record)
+    store = DynamoStateStore(client, settings.table_name)
+    store.put_bars([(_bar("AAPL", m), 1) for m in range(3)], 1)
+    store.put_partials("ing-1#000000", [_bar("AAPL", m) for m in range(3)])
+    store.mark_dirty([("AAPL", 0)], "t1")
+    assert [b.start_ns for b, _ in store.query_bars("AAPL", "1m", 0, 10 * MINUTE_NS)[0]] == [0, MINUTE_NS,
+                                                                                              2 * MINUTE_NS]
+    assert len(store.query_partials("AAPL", 0, 2 * MINUTE_NS)) == 3
+    assert store.list_partial_minutes("AAPL", 0, 2 * MINUTE_NS) == [0, MINUTE_NS, 2 * MINUTE_NS]
+    assert store.list_dirty(None, 10) == [("AAPL", 0, "t1")]
+    assert store.get_ingestion("none") == (None, [])
+    assert {name for name, _ in reads} >= {"Query"}
+    assert [name for name, params in reads if params.get("ConsistentRead") is not True] == []

@@ -128,7 +128,7 @@ def test_a_chunk_that_fails_its_last_delivery_shows_as_failed_until_redriven(env
     assert "moved to the dead-letter queue after 5 attempts" in status["errors"][0]["reason"]
 
     ops = env.operations()
-    assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
+    assert ops.dlq.redrive(10, confirm=True)["moved"] == 1
     assert env.deliver() == []
     assert env.status(ingestion)["status"] == "processed"
     assert env.volumes("LAST") == ["1", "1", "1"]
@@ -156,7 +156,7 @@ def test_a_bug_sets_the_chunk_aside_at_once_and_a_redrive_after_the_fix_brings_i
 
     monkeypatch.setattr(process_batch, "partials_from_ticks", real)  # the fix is deployed
     ops = env.operations()
-    assert ops.dlq_redrive(10, confirm=True)["moved"] == 1
+    assert ops.dlq.redrive(10, confirm=True)["moved"] == 1
     assert env.deliver() == []
     assert env.status(bad)["status"] == "processed" and env.status(bad)["errors"] == []
     assert env.volumes("BUGGY") == ["1", "1", "1"]

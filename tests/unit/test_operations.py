@@ -70,18 +70,18 @@ def test_redrive_previews_then_moves_and_a_failed_send_loses_nothing() -> None:
     env = make_env()
     for n in range(3):
         env.dead_letters.put(f"message {n}")
-    preview = env.ops.dlq_redrive(max_messages=2)
+    preview = env.ops.dlq.redrive(max_messages=2)
     assert preview["dry_run"] is True and preview["would_move"] == 2
     assert (env.dead_letters.approximate_depth(), env.queue.messages) == (3, [])
 
-    moved = env.ops.dlq_redrive(max_messages=2, confirm=True)
+    moved = env.ops.dlq.redrive(max_messages=2, confirm=True)
     assert moved["moved"] == 2 and env.queue.messages == ["message 0", "message 1"]
     assert env.dead_letters.bodies() == ["message 2"]
 
     down = make_env(RefusingQueue())
     down.dead_letters.put("precious")
     with pytest.raises(OperationIncomplete) as failure:
-        down.ops.dlq_redrive(confirm=True)
+        down.ops.dlq.redrive(confirm=True)
     assert failure.value.result["moved"] == 0
     assert down.dead_letters.bodies() == ["precious"] and down.dead_letters.approximate_depth() == 1
 

@@ -123,6 +123,9 @@ class MarketRecords:
             KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
             ExpressionAttributeValues={":pk": {"S": f"B#{symbol}#{interval}"}, ":lo": {"S": keys[0]},
                                        ":hi": {"S": keys[1]}},
+            # The aggregator reads back bars it has just written (5m from the fresh 1m...): an eventually
+            # consistent read could miss them, and the window would then be cleared with a stale bar.
+            ConsistentRead=True,
         ):
             start = int(item["sk"]["S"])
             out.append((_bar_from_item(item, symbol, interval, start), int(item.get("rev", {"N": "1"})["N"])))

@@ -15,9 +15,9 @@ from ...domain.ingestion import (
     Ingestion,
     chunk_from_doc,
 )
+from .layout import TTL_ATTRIBUTE
 from .table import Table
 
-TTL_ATTRIBUTE = "ttl"  # the table's time-to-live attribute (infra/definitions.py enables it)
 CHUNK_ITEM_BYTES = 300_000  # a chunk result's JSON beyond this goes in pages (DynamoDB items hold 400 KB)
 
 
