@@ -5,7 +5,7 @@ from chalice import Chalice, IAMAuthorizer, Rate
 from chalicelib.bootstrap import use_cases
 from chalicelib.domain.formats import MEDIA_TYPES
 from chalicelib.entrypoints import api, events
-from chalicelib.schemas import TICKS_PROCESSED
+from chalicelib.schemas import AGGREGATION_PENDING, TICKS_PROCESSED
 from chalicelib.settings import get_settings
 
 settings = get_settings()
@@ -48,11 +48,11 @@ def process_ticks(event):
 
 
 @app.on_cw_event(
-    {"source": [settings.event_source], "detail-type": [TICKS_PROCESSED]},
+    {"source": [settings.event_source], "detail-type": [TICKS_PROCESSED, AGGREGATION_PENDING]},
     name="DataAggregator",
 )
 def aggregate_on_event(event):
-    return events.on_ticks_processed(event.detail, use_cases().aggregate)
+    return events.on_aggregator_event(event.detail_type, event.detail, use_cases().aggregate)
 
 
 @app.schedule(Rate(5, unit=Rate.MINUTES), name="DataAggregatorSchedule")

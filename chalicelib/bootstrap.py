@@ -86,9 +86,9 @@ def wire(
         ingest_object=IngestObject(store, objects, queue, sources, settings, clock, metric, transient),
         process_batch=ProcessBatch(store, store, store, objects, events, settings, dead_letters, clock, metric,
                                    new_token, transient, sleep),
-        aggregate=Aggregate(store, store, store, store, sources, events, settings, clock, metric),
+        aggregate=Aggregate(store, store, store, store, store, sources, events, settings, clock, metric, new_token),
         read_bars=ReadBars(store),
-        ingestion_status=IngestionStatus(store, sources, settings, clock),
+        ingestion_status=IngestionStatus(store, store, sources, settings, clock),
         list_symbols=ListSymbols(store),
         settings=settings,
     )

@@ -13,19 +13,18 @@ from typing import Any, Protocol
 from .domain.bars import INTERVALS, Bar
 from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, IdempotencyClaim, Ingestion
 
-# A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read with).
+# A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read from).
 DirtyWindow = tuple[str, int, str]
-HOUR_NS = INTERVALS["1h"]  # dirty windows are marked per (symbol, hour)
+HOUR_NS = INTERVALS["1h"]  # a mark holds the dirty minutes of one (symbol, hour)
 
 
-def dirty_hours(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], int]:
-    """Dirty windows by the (symbol, hour, token) of the mark that holds them, with their count of minutes:
-    what a store clears as one (see DirtyWindowStore)."""
-    hours: dict[tuple[str, int, str], int] = {}
+def dirty_marks(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], int]:
+    """Dirty windows by the (symbol, hour, token) of the mark that holds them, with their count of distinct
+    minutes: what a store deletes as one (see DirtyWindowStore)."""
+    marks: dict[tuple[str, int, str], set[int]] = {}
     for symbol, minute, token in entries:
-        key = (symbol, minute - minute % HOUR_NS, token)
-        hours[key] = hours.get(key, 0) + 1
-    return hours
+        marks.setdefault((symbol, minute - minute % HOUR_NS, token), set()).add(minute)
+    return {key: len(minutes) for key, minutes in marks.items()}
 
 
 @dataclass(frozen=True)
@@ -101,17 +100,49 @@ class PartialStore(Protocol):
 
 
 class DirtyWindowStore(Protocol):
-    """Windows to rebuild. A mark carries a token; a cleared window stays dirty if it was marked again since it
-    was read. Marks are kept per (symbol, hour): a read hands out whole hours, and a new mark of any minute of
-    an hour replaces the hour's token."""
+    """Windows to rebuild. Each ``mark_dirty`` call stores marks of its own (one per symbol and hour, under its
+    token) that nothing changes afterwards; ``clear_dirty`` deletes exactly the marks that were read. A window
+    marked while a run works is therefore left dirty, and the next run redoes only the windows it names."""
 
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None: ...
     def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[DirtyWindow]:
-        """Dirty minutes, whole hours at a time, in (symbol, hour) order, stopping once ``limit`` is reached."""
+        """Dirty minutes, whole marks at a time, sorted, stopping once ``limit`` entries are reached. A minute
+        marked by several marks is listed once per mark."""
         ...
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
-        """Clear the hours of these entries unless re-marked since; returns the minutes cleared."""
+        """Delete the marks these entries came from; returns how many distinct entries that cleared."""
+        ...
+
+    def dirty_symbols(self) -> list[str]:
+        """Every symbol with a dirty window, sorted."""
+        ...
+
+    def any_dirty(self, symbol: str, first_minute: int, last_minute: int) -> bool:
+        """Whether a mark of ``symbol`` covers an hour that overlaps [first_minute, last_minute]."""
+        ...
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A run's exclusive right to rebuild one symbol's bars; ``token`` is unique to the acquisition and
+    fences every bar write (a write under a lease that passed to another run is refused)."""
+
+    symbol: str
+    token: str
+
+
+class LeaseStore(Protocol):
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+        """Take the symbol's lease unless another run holds it unexpired; None when it does."""
+        ...
+
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
+        """Extend the lease; False when it is no longer this run's."""
+        ...
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease up (if still held)."""
         ...
 
 
@@ -121,11 +152,14 @@ class BarStore(Protocol):
         limit: int | None = None, after: int | None = None,
     ) -> tuple[list[tuple[Bar, int]], int | None]:
         """Bars (with revision) starting in [first_start, last_start] (after ``after``), oldest first, at most
-        ``limit``, and the start of the last one returned when more follow."""
+        ``limit``, and the start of the last one returned when more follow. Strongly consistent."""
         ...
 
-    def put_bars(self, bars: Iterable[tuple[Bar, int]], updated_ns: int) -> int: ...
-    def delete_bars(self, keys: Iterable[tuple[str, str, int]]) -> None: ...
+    def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
+                   updated_ns: int) -> None:
+        """Store bars (with revision) of ``lease.symbol`` and delete (interval, start) bars, only while the lease
+        is this run's: LeaseLost otherwise. Writes are grouped; a group is stored whole or not at all."""
+        ...
 
 
 class SymbolStore(Protocol):

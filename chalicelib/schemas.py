@@ -20,6 +20,7 @@ from .domain.ticks import Tick
 # The pipeline's own EventBridge events (detail-types), from source EVENT_SOURCE (settings).
 TICKS_PROCESSED = "TicksProcessed"
 BARS_REVISED = "BarsRevised"
+AGGREGATION_PENDING = "AggregationPending"  # an aggregator hands symbols on to new runs
 
 # A validated tick on the wire: [symbol, price, volume, ts_ns, trade_id, side, exchange].
 WireTick = tuple[str, str, str, int, str | None, str | None, str | None]
@@ -176,6 +177,14 @@ class TicksProcessedDetail(BaseModel):
     ingestion_ids: list[str] = []
     symbols_changed: int | None = None
     changes: list[WindowChange] = []
+
+
+class AggregationPendingDetail(BaseModel):
+    """Detail of the ``AggregationPending`` event: symbols whose dirty windows a run hands on to a new run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    symbols: list[str]
 
 
 class RevisedBar(BaseModel):

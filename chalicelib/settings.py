@@ -52,7 +52,15 @@ class Settings:
     json_object_max_bytes: int = 64 * 1024 * 1024
     max_errors: int = 20
     idempotency_ttl_seconds: int = 86_400
-    max_windows_per_run: int = 20_000
+    # Aggregation: a symbol's marks are worked off in rounds of at most max_windows_per_run minutes under its
+    # lease (renewed each round, so a round must take less than lease_seconds); one run takes at most
+    # symbols_per_run symbols, spends at most symbol_slice_seconds on one and aggregate_seconds in all
+    # (the Lambda's timeout is 300 s), then hands what is left on to new runs.
+    max_windows_per_run: int = 10_000
+    lease_seconds: int = 120
+    symbols_per_run: int = 100
+    symbol_slice_seconds: float = 20.0
+    aggregate_seconds: float = 120.0
     # Bounds for any uploaded object, whatever it holds.
     max_line_bytes: int = 1 << 20  # one CSV/NDJSON line; a longer line is that line's reject
     max_object_bytes: int = 8 << 30  # an object's (inflated) size
@@ -88,6 +96,10 @@ class Settings:
             max_errors=int(env.get("MAX_ERRORS", d.max_errors)),
             idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds)),
             max_windows_per_run=int(env.get("MAX_WINDOWS_PER_RUN", d.max_windows_per_run)),
+            lease_seconds=int(env.get("LEASE_SECONDS", d.lease_seconds)),
+            symbols_per_run=int(env.get("SYMBOLS_PER_RUN", d.symbols_per_run)),
+            symbol_slice_seconds=float(env.get("SYMBOL_SLICE_SECONDS", d.symbol_slice_seconds)),
+            aggregate_seconds=float(env.get("AGGREGATE_SECONDS", d.aggregate_seconds)),
             max_line_bytes=int(env.get("MAX_LINE_BYTES", d.max_line_bytes)),
             max_object_bytes=int(env.get("MAX_OBJECT_BYTES", d.max_object_bytes)),
             gzip_max_ratio=int(env.get("GZIP_MAX_RATIO", d.gzip_max_ratio)),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.schemas import BARS_REVISED, TICKS_PROCESSED
+from chalicelib.schemas import AGGREGATION_PENDING, BARS_REVISED, TICKS_PROCESSED
 
 from .definitions import AGGREGATOR, AGGREGATOR_SCHEDULE, API_HANDLER, INGESTION, PROCESSOR, Stage
 
@@ -53,10 +53,13 @@ TELL_MISSING = "TellMissingObjects"
 _TELL_MISSING = Grant(TELL_MISSING, ("s3:ListBucket",), BUCKET)
 _QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)
 _AGGREGATE = (
-    Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:Query",
-                    "dynamodb:UpdateItem"), TABLE),
+    # Bars are written by TransactWriteItems (a ConditionCheck of the symbol's lease, then Puts and Deletes),
+    # which IAM authorises as the actions inside it.
+    Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
+                    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
     _LATEST_VERSION,
     Grant("PublishBarsRevised", ("events:PutEvents",), EVENT_BUS, detail_type=BARS_REVISED),
+    Grant("HandOn", ("events:PutEvents",), EVENT_BUS, detail_type=AGGREGATION_PENDING),
 )
 
 # Data actions, per function (by Chalice name).
@@ -67,26 +70,27 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
                   _LATEST_VERSION, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
     # (a conditional PutItem answers with the stored record when an event is redelivered), the key's
-    # ingestions (UpdateItem ADD), the windows of the versions it replaces (Query, UpdateItem of dirty
-    # markers), queueing of the chunks.
+    # ingestions (UpdateItem ADD), the windows of the versions it replaces (Query, BatchWriteItem of dirty
+    # marks), queueing of the chunks.
     INGESTION: (
         _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
-        Grant("State", ("dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
+        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),
+              TABLE),
         _QUEUE_SEND,
     ),
-    # Ranged reads, partials (BatchWriteItem), dirty markers (UpdateItem), chunk results, the
+    # Ranged reads, partials and dirty marks (BatchWriteItem), chunk results, the
     # TicksProcessed event, and what the SQS trigger needs to poll the queue on the function's behalf.
     PROCESSOR: (
         _READ_UPLOADS,
-        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"), TABLE),
+        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
         Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
         # A message no retry can help (not the pipeline's, or a bug) goes to the dead-letter queue at once.
         Grant("SetAside", ("sqs:GetQueueUrl", "sqs:SendMessage"), INGEST_DLQ),
         Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
     ),
-    # Dirty markers, partials and bars (Query), bars (BatchWriteItem put/delete), markers (DeleteItem),
-    # symbols (UpdateItem), whether a file's version still counts (GetItem, ListBucketVersions), and the
-    # BarsRevised event.
+    # Dirty marks, partials and bars (Query), the symbol's lease (UpdateItem), bars (TransactWriteItems),
+    # marks (BatchWriteItem delete), symbols (UpdateItem), whether a file's version still counts (GetItem,
+    # ListBucketVersions), the BarsRevised event, and AggregationPending to hand symbols on.
     AGGREGATOR: _AGGREGATE,
     AGGREGATOR_SCHEDULE: _AGGREGATE,
 }

@@ -5,7 +5,10 @@
   policy moves it to the dead-letter queue after maxReceiveCount receives, as in AWS.
 - EventBridge rules target a local queue (moto's EventBridge cannot invoke Lambda); each event on it
   goes to the handler whose pattern, as declared in app.py, matches it.
-- The schedule is a timer. Aggregator invocations are serialised, as with reserved concurrency 1.
+- Each function has its own lane of workers, as each Lambda function scales on its own: an S3 event never
+  waits behind aggregations, and several aggregator invocations run at once (they coordinate through the
+  symbols' leases, as in AWS). A lane that is full hands the event back to the queue for a moment.
+- The schedule is a timer.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -21,11 +25,14 @@ from chalicelib.observability import logger
 from .lambda_events import LambdaContext, Routes, eventbridge_event, scheduled_event, sqs_event
 
 RETRY_VISIBILITY_SECONDS = 1
+# Concurrent invocations per function in the background lanes (the processor's are its polling threads).
+LANE_WORKERS = {"DataIngestion": 2, "DataAggregator": 4}
 
 
 class Driver:
     def __init__(self, app_module: ModuleType, session: Any, region: str, queue_url: str, events_queue_url: str,
-                 report_batch_item_failures: bool, schedule_seconds: float, processor_threads: int = 2) -> None:
+                 report_batch_item_failures: bool, schedule_seconds: float, processor_threads: int = 2,
+                 lane_workers: dict[str, int] | None = None) -> None:
         self._app = app_module
         self._sqs = session.client("sqs", region_name=region)
         self._region = region
@@ -36,7 +43,8 @@ class Driver:
         self._schedule_seconds = schedule_seconds
         self._processor_threads = processor_threads
         self._stop = threading.Event()
-        self._aggregator_lock = threading.Lock()
+        self._lane_workers = {**LANE_WORKERS, **(lane_workers or {})}
+        self._lanes: dict[str, tuple[ThreadPoolExecutor, threading.Semaphore]] = {}
         self._threads: list[threading.Thread] = []
         self._routes = Routes.of(app_module)
         self.stats = {"batches": 0, "messages": 0, "failed_invocations": 0, "events": 0, "schedules": 0}
@@ -103,11 +111,52 @@ class Driver:
         self.stats["schedules"] += 1
 
     def _invoke(self, name: str, function: Callable[..., Any], event: dict[str, Any]) -> Any:
-        context = LambdaContext(name, self._region)
-        if name.startswith("DataAggregator"):
-            with self._aggregator_lock:
-                return function(event, context)
-        return function(event, context)
+        return function(event, LambdaContext(name, self._region))
+
+    def dispatch_events(self, wait_seconds: int = 1) -> int:
+        """Receive events and hand each to its function's lane; a message is deleted once its handler
+        succeeded, and released for a retry if it failed or its lane was full."""
+        response = self._sqs.receive_message(
+            QueueUrl=self._events_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, VisibilityTimeout=120,
+        )
+        messages = response.get("Messages", [])
+        busy = []
+        for message in messages:
+            event = eventbridge_event(json.loads(message["Body"]), self._region)
+            matches = list(self._routes.matching(event))
+            lane = self._lane(matches[0][0] if matches else "")
+            if not lane[1].acquire(blocking=False):
+                busy.append(message)
+                continue
+            lane[0].submit(self._run_in_lane, message, event, matches, lane[1])
+        self.stats["events"] += len(messages) - len(busy)
+        self._retry_later(self._events_url, busy)
+        if busy:
+            self._stop.wait(0.2)
+        return len(messages)
+
+    def _lane(self, name: str) -> tuple[ThreadPoolExecutor, threading.Semaphore]:
+        if name not in self._lanes:
+            workers = self._lane_workers.get(name, 1)
+            self._lanes[name] = (ThreadPoolExecutor(workers, thread_name_prefix=f"lane-{name or 'none'}"),
+                                 threading.Semaphore(workers))
+        return self._lanes[name]
+
+    def _run_in_lane(self, message: dict[str, Any], event: dict[str, Any],
+                     matches: list[tuple[str, Callable[..., Any]]], slot: threading.Semaphore) -> None:
+        try:
+            for name, function in matches:
+                self._invoke(name, function, event)
+            self._delete(self._events_url, [message])
+        except Exception:
+            logger.exception("event handler failed; the event will be retried")
+            self.stats["failed_invocations"] += 1
+            try:
+                self._retry_later(self._events_url, [message])
+            except Exception:
+                logger.exception("could not release the event; it becomes visible again after its timeout")
+        finally:
+            slot.release()
 
     def _delete(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         for i in range(0, len(messages), 10):
@@ -133,7 +182,7 @@ class Driver:
         for n in range(self._processor_threads):
             self._threads.append(threading.Thread(target=loop, args=(self.deliver_queue_batch,),
                                                   name=f"processor-{n}", daemon=True))
-        self._threads.append(threading.Thread(target=loop, args=(self.deliver_events,), name="events", daemon=True))
+        self._threads.append(threading.Thread(target=loop, args=(self.dispatch_events,), name="events", daemon=True))
         self._threads.append(threading.Thread(target=self._schedule_loop, name="schedule", daemon=True))
         for thread in self._threads:
             thread.start()
@@ -146,3 +195,5 @@ class Driver:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        for pool, _ in self._lanes.values():
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from chalicelib.bootstrap import UseCases
 from chalicelib.domain.bars import Bar
-from chalicelib.domain.errors import NotFound, QueueRejected
+from chalicelib.domain.errors import LeaseLost, NotFound, QueueRejected
 from chalicelib.domain.ingestion import (
     ChunkFailure,
     ChunkRecord,
@@ -25,7 +26,7 @@ from chalicelib.domain.ingestion import (
     chunk_from_doc,
 )
 from chalicelib.entrypoints.api import read_bars
-from chalicelib.ports import HOUR_NS, DeadLetter, DirtyWindow, ListedObject, ObjectInfo, dirty_hours
+from chalicelib.ports import HOUR_NS, DeadLetter, DirtyWindow, Lease, ListedObject, ObjectInfo, dirty_marks
 
 SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -38,8 +39,9 @@ def _copy(doc: dict[str, Any]) -> dict[str, Any]:
 
 class MemoryStateStore:
     """Every store port of chalicelib/ports.py, in dicts, under the DynamoDB store's rules: records go through
-    JSON, conditional writes win or lose as in DynamoDB, dirty marks are kept per (symbol, hour) with one token
-    and handed out whole hours at a time. tests/contract runs the same suite against both."""
+    JSON, conditional writes win or lose as in DynamoDB, dirty marks are kept per (symbol, hour, mark) and
+    handed out whole marks at a time, bar writes are fenced by the symbol's lease. tests/contract runs the same
+    suite against both."""
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now
@@ -51,9 +53,11 @@ class MemoryStateStore:
         self.object_ingestions: dict[tuple[str, str], set[str]] = {}
         # (symbol, interval, start) -> (bar, revision, updated_ns)
         self.bars: dict[tuple[str, str, int], tuple[Bar, int, int]] = {}
-        # (symbol, hour start) -> (dirty minutes, token of the latest mark)
-        self.dirty: dict[tuple[str, int], tuple[set[int], str]] = {}
+        # (symbol, hour start, token of the mark) -> dirty minutes
+        self.dirty: dict[tuple[str, int, str], set[int]] = {}
+        self.leases: dict[str, tuple[str, int]] = {}  # symbol -> (token, expires ns)
         self.symbols: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     # -- ingestions ------------------------------------------------------------------------
     def create_ingestion(self, ingestion: Ingestion) -> Ingestion | None:
@@ -117,35 +121,61 @@ class MemoryStateStore:
 
     # -- dirty windows ---------------------------------------------------------------------
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
-        for symbol, minute in set(windows):
-            hour = (symbol, minute - minute % HOUR_NS)
-            minutes = self.dirty.get(hour, (set(), ""))[0]
-            self.dirty[hour] = (minutes | {minute}, token)
+        with self._lock:
+            for symbol, minute in set(windows):
+                self.dirty.setdefault((symbol, minute - minute % HOUR_NS, token), set()).add(minute)
 
     def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[DirtyWindow]:
         wanted = None if symbols is None else set(symbols)
         out: list[DirtyWindow] = []
-        hours = sorted(self.dirty, key=lambda h: f"{h[0]}#{h[1]:020d}")  # the marker items' sort key order
-        if wanted is not None:
-            hours = sorted((h for h in hours if h[0] in wanted), key=lambda h: (h[0], h[1]))
-        for symbol, hour in hours:
-            minutes, token = self.dirty[(symbol, hour)]
-            out.extend((symbol, minute, token) for minute in sorted(minutes))
-            if len(out) >= limit:
-                break
-        return out
+        with self._lock:
+            for symbol, hour, token in sorted(self.dirty):
+                if wanted is None or symbol in wanted:
+                    out.extend((symbol, minute, token) for minute in self.dirty[(symbol, hour, token)])
+                    if len(out) >= limit:
+                        break
+        return sorted(out)
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
-        cleared = 0
-        for (symbol, hour, token), minutes in dirty_hours(entries).items():
-            if self.dirty.get((symbol, hour), (set(), None))[1] == token:
-                del self.dirty[(symbol, hour)]
-                cleared += minutes
-        return cleared
+        marks = dirty_marks(entries)
+        with self._lock:
+            for mark in marks:
+                self.dirty.pop(mark, None)
+        return sum(marks.values())
+
+    def dirty_symbols(self) -> list[str]:
+        with self._lock:
+            return sorted({symbol for symbol, _, _ in self.dirty})
+
+    def any_dirty(self, symbol: str, first_minute: int, last_minute: int) -> bool:
+        with self._lock:
+            return any(s == symbol and first_minute - first_minute % HOUR_NS <= hour <= last_minute
+                       for s, hour, _ in self.dirty)
 
     def dirty_minutes(self) -> set[tuple[str, int]]:
         """Test helper: every dirty (symbol, minute)."""
-        return {(symbol, minute) for (symbol, _), (minutes, _) in self.dirty.items() for minute in minutes}
+        return {(symbol, minute) for (symbol, _, _), minutes in self.dirty.items() for minute in minutes}
+
+    # -- leases ----------------------------------------------------------------------------
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+        with self._lock:
+            held = self.leases.get(symbol)
+            if held is not None and held[1] >= now_ns:
+                return None
+            self.leases[symbol] = (token, now_ns + ttl_ns)
+            return Lease(symbol, token)
+
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
+        with self._lock:
+            if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
+                return False
+            self.leases[lease.symbol] = (lease.token, now_ns + ttl_ns)
+            return True
+
+    def release_lease(self, lease: Lease) -> None:
+        with self._lock:
+            if self.leases.get(lease.symbol, ("", 0))[0] == lease.token:
+                del self.leases[lease.symbol]
 
     # -- bars ------------------------------------------------------------------------------
     def query_bars(
@@ -161,16 +191,15 @@ class MemoryStateStore:
             return out[:limit], out[limit - 1][0].start_ns
         return out, None
 
-    def put_bars(self, bars: Iterable[tuple[Bar, int]], updated_ns: int) -> int:
-        count = 0
-        for bar, revision in bars:
-            self.bars[(bar.symbol, bar.interval, bar.start_ns)] = (bar, revision, updated_ns)
-            count += 1
-        return count
-
-    def delete_bars(self, keys: Iterable[tuple[str, str, int]]) -> None:
-        for key in keys:
-            self.bars.pop(key, None)
+    def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
+                   updated_ns: int) -> None:
+        with self._lock:
+            if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
+                raise LeaseLost(f"the lease on {lease.symbol} passed to another run")
+            for bar, revision in puts:
+                self.bars[(lease.symbol, bar.interval, bar.start_ns)] = (bar, revision, updated_ns)
+            for interval, start in deletes:
+                self.bars.pop((lease.symbol, interval, start), None)
 
     # -- symbols ---------------------------------------------------------------------------
     def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:
@@ -345,3 +374,24 @@ def bars_json(use_cases: UseCases, symbol: str | None, interval: str | None = No
     """What GET /bars answers for these parameters (through the API's own query parsing and JSON)."""
     params = {"symbol": symbol, "interval": interval, "start": start, "end": end, "limit": limit, "next": cursor}
     return read_bars({k: v for k, v in params.items() if v is not None}, use_cases.read_bars)
+
+
+def seed_bars(store: Any, rows: Iterable[tuple[Bar, int]], updated_ns: int = 0) -> None:
+    """Test helper: store bars (with revision) directly, under a lease of each symbol, on either store."""
+    by_symbol: dict[str, list[tuple[Bar, int]]] = {}
+    for bar, revision in rows:
+        by_symbol.setdefault(bar.symbol, []).append((bar, revision))
+    for symbol, puts in by_symbol.items():
+        lease = store.acquire_lease(symbol, "seed", time.time_ns(), 60 * 10**9)
+        assert lease is not None, f"{symbol} is leased"
+        store.write_bars(lease, puts, [], updated_ns)
+        store.release_lease(lease)
+
+
+def drop_bars(store: Any, keys: Iterable[tuple[str, str, int]]) -> None:
+    """Test helper: delete (symbol, interval, start) bars directly, on either store."""
+    for symbol, interval, start in keys:
+        lease = store.acquire_lease(symbol, "seed", time.time_ns(), 60 * 10**9)
+        assert lease is not None, f"{symbol} is leased"
+        store.write_bars(lease, [], [(interval, start)], 0)
+        store.release_lease(lease)

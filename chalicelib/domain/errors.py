@@ -13,6 +13,7 @@ place each (HTTP statuses: chalicelib/entrypoints/api.py; exit codes: chalicelib
     ├── TransientError             a dependency failed in a way that retrying may fix (throttling, timeouts)
     ├── QueueRejected              the queue refused a message (too big, bad characters): retrying cannot fix it
     ├── OperationIncomplete        an operator command stopped part-way; carries what it did before
+    ├── LeaseLost                  another run took over a symbol's aggregation: this run's writes were refused
     └── BatchFailed                some messages of an SQS batch failed, and the trigger cannot be told which
 
 A record's problem is not an exception but a RecordError value: where (``line 17``, ``record 3``), which
@@ -98,6 +99,10 @@ class OperationIncomplete(PipelineError):
     def __init__(self, message: str, result: dict[str, Any]) -> None:
         super().__init__(message)
         self.result = result
+
+
+class LeaseLost(PipelineError):
+    """A symbol's lease passed to another run (this one was too slow): its fenced writes were refused."""
 
 
 class BatchFailed(PipelineError):

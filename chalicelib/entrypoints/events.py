@@ -1,4 +1,4 @@
-"""Lambda event entry points: S3 Object Created, an SQS batch, TicksProcessed and the schedule.
+"""Lambda event entry points: S3 Object Created, an SQS batch, the aggregator's events and the schedule.
 
 Each event is read with its edge model (chalicelib/schemas.py) and handed to one use case.
 """
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from ..domain.errors import BatchFailed
 from ..observability import flush
-from ..schemas import ObjectCreatedDetail, TicksProcessedDetail
+from ..schemas import AGGREGATION_PENDING, AggregationPendingDetail, ObjectCreatedDetail, TicksProcessedDetail
 from ..usecases.aggregate import Aggregate
 from ..usecases.ingest_object import IngestObject
 from ..usecases.process_batch import ProcessBatch
@@ -57,11 +57,16 @@ def on_sqs_batch(records: list[dict[str, Any]], process: ProcessBatch, report_it
 
 
 @flushes_metrics
-def on_ticks_processed(detail: dict[str, Any], aggregate: Aggregate) -> dict[str, Any]:
+def on_aggregator_event(detail_type: str, detail: dict[str, Any], aggregate: Aggregate) -> dict[str, Any]:
+    """TicksProcessed (from the processor) or AggregationPending (an aggregator handing symbols on)."""
+    symbols: set[str] = set()
     try:
-        symbols = {change.symbol for change in TicksProcessedDetail.model_validate(detail).changes}
+        if detail_type == AGGREGATION_PENDING:
+            symbols = set(AggregationPendingDetail.model_validate(detail).symbols)
+        else:
+            symbols = {change.symbol for change in TicksProcessedDetail.model_validate(detail).changes}
     except ValueError:  # not a detail this pipeline wrote: the event still says "windows are dirty"
-        symbols = set()
+        pass
     return aggregate(symbols or None)
 
 

@@ -1,21 +1,32 @@
 """DataAggregator: rebuild the bars of dirty windows, 1m from partials and each coarser interval from the next
 finer one; a published bar that changes gets its revision bumped, and BarsRevised tells consumers which.
 
-Only the sources that count (see sources.py) are merged.
+Runs may overlap (events, the schedule, the operator's recompute, retries, several Lambdas): each symbol is
+rebuilt by one run at a time, the holder of the symbol's lease, and every bar write is a transaction that
+checks the lease, so a run that lost its lease (it was paused past the lease's expiry) cannot write bars
+computed from older partials. A run reads the marks, then the partials and bars, all strongly consistent, and
+deletes only the marks it read: a window marked meanwhile stays dirty and is redone by the next run.
+
+A run works for a bounded time. Symbols it could not finish, or more symbols than one run takes, are handed on
+at once to new runs (an AggregationPending event), so a backlog is worked through by several runs in parallel
+and the schedule is only the safety net. Only the sources that count (see sources.py) are merged.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.bars import INTERVALS, PARENT, Bar, merge_all, window_start
+from ..domain.bars import INTERVALS, Bar, merge_all, window_start
+from ..domain.errors import LeaseLost
 from ..domain.timefmt import format_ns
 from ..observability import logger
-from ..ports import BarStore, DirtyWindowStore, EventPublisher, PartialStore, SymbolStore
-from ..schemas import BARS_REVISED, BarsRevisedDetail, RevisedBar
+from ..ports import BarStore, DirtyWindowStore, EventPublisher, Lease, LeaseStore, PartialStore, SymbolStore
+from ..schemas import AGGREGATION_PENDING, BARS_REVISED, AggregationPendingDetail, BarsRevisedDetail, RevisedBar
 from ..settings import Settings
 from .common import Clock, Metric, no_metric
 from .sources import Sources
@@ -23,6 +34,8 @@ from .sources import Sources
 MAX_REVISIONS_LISTED = 500
 # Windows of one symbol closer than this are read with one query.
 RANGE_GAP_NS = INTERVALS["1h"]
+LEVELS = ("1m", "5m", "15m", "1h", "1d")
+NS_PER_S = 1_000_000_000
 
 
 def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
@@ -38,111 +51,184 @@ def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
     yield lo, hi
 
 
+@dataclass
+class _Run:
+    """What one invocation did, for its summary and its BarsRevised event."""
+
+    deadline: float
+    live: dict[str, bool] = field(default_factory=dict)  # which sources count, per ingestion, for this run
+    revised: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("windows", "symbols", "bars_written", "bars_revised", "skipped_leased", "leases_lost", "handed_on"), 0))
+
+
 class Aggregate:
     def __init__(self, dirty: DirtyWindowStore, partials: PartialStore, bars: BarStore, symbols: SymbolStore,
-                 sources: Sources, events: EventPublisher, settings: Settings, clock: Clock = time.time_ns,
-                 metric: Metric = no_metric) -> None:
+                 leases: LeaseStore, sources: Sources, events: EventPublisher, settings: Settings,
+                 clock: Clock = time.time_ns, metric: Metric = no_metric,
+                 new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._dirty = dirty
         self._partials = partials
         self._bars = bars
         self._symbols = symbols
+        self._leases = leases
         self._sources = sources
         self._events = events
         self._settings = settings
         self._clock = clock
         self._metric = metric
+        self._new_token = new_token
+        self._monotonic = monotonic
 
     def __call__(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
-        """Rebuild the bars of every dirty window (of ``symbols``, or all), then clear what was done."""
-        dirty = self._dirty.list_dirty(symbols, self._settings.max_windows_per_run)
-        by_symbol: dict[str, set[int]] = defaultdict(set)
-        for symbol, minute, _ in dirty:
-            by_symbol[symbol].add(minute)
-        written = 0
-        revised: list[dict[str, Any]] = []
-        live: dict[str, bool] = {}
-        for symbol, minutes in sorted(by_symbol.items()):
-            written += self._aggregate_symbol(symbol, sorted(minutes), revised, live)
-        cleared = self._dirty.clear_dirty(dirty)
-        if revised:
+        """Rebuild the bars of every dirty window of ``symbols`` (None: of every symbol with one)."""
+        run = _Run(deadline=self._monotonic() + self._settings.aggregate_seconds)
+        todo = self._dirty.dirty_symbols() if symbols is None else sorted(set(symbols))
+        group = self._settings.symbols_per_run
+        mine, rest = todo[:group], todo[group:]
+        self._hand_on(rest, run)
+        unfinished = [symbol for symbol in mine if not self._symbol(symbol, run)]
+        self._hand_on(unfinished, run)
+        if run.revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
             try:
-                detail = BarsRevisedDetail(count=len(revised), bars=[RevisedBar(**bar) for bar in
-                                                                     revised[:MAX_REVISIONS_LISTED]])
+                detail = BarsRevisedDetail(count=len(run.revised), bars=[
+                    RevisedBar(**bar) for bar in run.revised[:MAX_REVISIONS_LISTED]])
                 self._events.publish(BARS_REVISED, detail.model_dump(mode="json"))
             except Exception:
                 logger.exception("could not publish BarsRevised")
-        self._metric("BarsWritten", written)
-        self._metric("BarsRevised", len(revised))
-        summary = {"windows": len(dirty), "symbols": len(by_symbol), "bars_written": written,
-                   "bars_revised": len(revised), "still_dirty": len(dirty) - cleared}
-        if dirty:
-            logger.info("aggregated", extra=summary)
-        return summary
+        run.counts["bars_revised"] = len(run.revised)
+        self._metric("BarsWritten", run.counts["bars_written"])
+        self._metric("BarsRevised", len(run.revised))
+        if run.counts["windows"] or run.counts["handed_on"]:
+            logger.info("aggregated", extra=run.counts)
+        return dict(run.counts)
 
-    def _aggregate_symbol(
-        self, symbol: str, minutes: list[int], revised: list[dict[str, Any]], live: dict[str, bool]
-    ) -> int:
+    # ------------------------------------------------------------------ one symbol under its lease
+    def _symbol(self, symbol: str, run: _Run) -> bool:
+        """Work the symbol's marks off under its lease; False if time ran out with work left (hand it on).
+
+        True also when another run holds the lease: that run looks for marks again after it lets the lease go,
+        so it sees the ones that made this run come.
+        """
+        slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
+        ttl_ns = self._settings.lease_seconds * NS_PER_S
+        while True:
+            lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns)
+            if lease is None:
+                run.counts["skipped_leased"] += 1
+                return True
+            try:
+                finished = self._work(lease, slice_end, ttl_ns, run)
+            except LeaseLost:
+                run.counts["leases_lost"] += 1
+                logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
+                return True
+            finally:
+                self._release(lease)
+            if not finished:
+                return False
+            # Marks written between the last read and the release found the lease held: look once more.
+            if not self._dirty.list_dirty([symbol], 1):
+                return True
+            if self._monotonic() >= slice_end:
+                return False
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self._leases.release_lease(lease)
+        except Exception:  # it expires on its own; until then, runs for this symbol skip it
+            logger.exception("could not release a lease", extra={"symbol": lease.symbol})
+
+    def _work(self, lease: Lease, slice_end: float, ttl_ns: int, run: _Run) -> bool:
+        first = True
+        while True:
+            marks = self._dirty.list_dirty([lease.symbol], self._settings.max_windows_per_run)
+            if not marks:
+                return True
+            if not first and not self._leases.renew_lease(lease, self._clock(), ttl_ns):
+                raise LeaseLost(f"the lease on {lease.symbol} expired")
+            first = False
+            minutes = sorted({minute for _, minute, _ in marks})
+            run.counts["bars_written"] += self._rebuild(lease, minutes, run)
+            self._dirty.clear_dirty(marks)
+            run.counts["windows"] += len(minutes)
+            run.counts["symbols"] += 1
+            if self._monotonic() >= slice_end:
+                return not self._dirty.list_dirty([lease.symbol], 1)
+
+    def _hand_on(self, symbols: list[str], run: _Run) -> None:
+        """Start new runs at once for these symbols (if that fails, the schedule picks them up)."""
+        group = self._settings.symbols_per_run
+        for i in range(0, len(symbols), group):
+            try:
+                self._events.publish(AGGREGATION_PENDING, AggregationPendingDetail(
+                    symbols=symbols[i : i + group]).model_dump(mode="json"))
+                run.counts["handed_on"] += len(symbols[i : i + group])
+            except Exception:
+                logger.exception("could not hand on; the scheduled run will aggregate these symbols")
+
+    # ------------------------------------------------------------------ the bars of some minutes
+    def _rebuild(self, lease: Lease, minutes: list[int], run: _Run) -> int:
+        """Rebuild every level over these dirty minutes and write what changed; returns the bars written.
+
+        Each level's stored bars are read over whole windows of the next level, so one query gives both the
+        bars to compare with and the children of the next level (with this level's fresh bars substituted).
+        """
+        symbol = lease.symbol
         wanted = set(minutes)
-        fresh: dict[int, Bar | None] = {m: None for m in minutes}
         grouped: dict[int, list[Bar]] = defaultdict(list)
         for lo, hi in _ranges(minutes, RANGE_GAP_NS):
             for source, partial in self._partials.query_partials(symbol, lo, hi):
-                if partial.start_ns in wanted and self._sources.counts(source, live):
+                if partial.start_ns in wanted and self._sources.counts(source, run.live):
                     grouped[partial.start_ns].append(partial)
-        for minute, parts in grouped.items():
-            fresh[minute] = merge_all(parts, "1m", minute)
-        written = self._write_level(symbol, "1m", fresh, revised)
+        fresh: dict[int, Bar | None] = {m: merge_all(grouped[m], "1m", m) if m in grouped else None
+                                        for m in minutes}
         latest = max((m for m, b in fresh.items() if b is not None), default=None)
+        puts: list[tuple[Bar, int]] = []
+        deletes: list[tuple[str, int]] = []
         starts = minutes
-        for interval in ("5m", "15m", "1h", "1d"):
-            child, width = PARENT[interval], INTERVALS[interval]
-            starts = sorted({window_start(s, interval) for s in starts})
-            wanted = set(starts)
+        for level, parent in zip(LEVELS, (*LEVELS[1:], None), strict=False):
+            span = INTERVALS[parent or level]
+            windows = sorted({window_start(s, parent) for s in starts}) if parent else starts
+            stored: dict[int, tuple[Bar, int]] = {}
+            for lo, hi in _ranges(windows, max(RANGE_GAP_NS, 2 * span)):
+                rows, _ = self._bars.query_bars(symbol, level, lo, hi + span - 1 if parent else hi)
+                stored.update((bar.start_ns, (bar, rev)) for bar, rev in rows)
+            self._diff(symbol, level, fresh, stored, puts, deletes, run.revised)
+            if parent is None:
+                break
             children: dict[int, list[Bar]] = defaultdict(list)
-            for lo, hi in _ranges(starts, max(RANGE_GAP_NS, 2 * width)):
-                rows, _ = self._bars.query_bars(symbol, child, lo, hi + width - 1)
-                for bar, _rev in rows:
-                    start = window_start(bar.start_ns, interval)
-                    if start in wanted:
-                        children[start].append(bar)
-            level = {s: merge_all(children.get(s, []), interval, s) for s in starts}
-            written += self._write_level(symbol, interval, level, revised)
+            for start, (kept, _) in stored.items():
+                if start not in fresh:
+                    children[window_start(start, parent)].append(kept)
+            for start, rebuilt in fresh.items():
+                if rebuilt is not None:
+                    children[window_start(start, parent)].append(rebuilt)
+            fresh = {w: merge_all(children.get(w, []), parent, w) for w in windows}
+            starts = windows
+        if puts or deletes:
+            self._bars.write_bars(lease, puts, deletes, self._clock())
         if latest is not None:
             self._symbols.update_symbol(symbol, latest)
-        return written
+        return len(puts)
 
-    def _write_level(
-        self, symbol: str, interval: str, fresh: dict[int, Bar | None], revised: list[dict[str, Any]]
-    ) -> int:
-        """Write bars that changed (bumping their revision) and delete bars whose window is now empty.
-
-        Every change to a bar that existed already is appended to ``revised``.
-        """
-        if not fresh:
-            return 0
-        starts = sorted(fresh)
-        existing: dict[int, tuple[Bar, int]] = {}
-        for lo, hi in _ranges(starts, max(RANGE_GAP_NS, 2 * INTERVALS[interval])):
-            rows, _ = self._bars.query_bars(symbol, interval, lo, hi)
-            existing.update({bar.start_ns: (bar, rev) for bar, rev in rows})
-        writes: list[tuple[Bar, int]] = []
-        deletes: list[tuple[str, str, int]] = []
-        for start in starts:
-            bar, old = fresh[start], existing.get(start)
+    @staticmethod
+    def _diff(symbol: str, interval: str, fresh: dict[int, Bar | None], stored: dict[int, tuple[Bar, int]],
+              puts: list[tuple[Bar, int]], deletes: list[tuple[str, int]], revised: list[dict[str, Any]]) -> None:
+        """Bars that changed (revision bumped) and bars whose window is now empty; published bars that change
+        are appended to ``revised``. A bar equal to the stored one keeps its revision."""
+        for start in sorted(fresh):
+            bar, old = fresh[start], stored.get(start)
             if bar is None:
                 if old is not None:
-                    deletes.append((symbol, interval, start))
+                    deletes.append((interval, start))
                     revised.append({"symbol": symbol, "interval": interval, "start": format_ns(start),
                                     "revision": None})
             elif old is None:
-                writes.append((bar, 1))
+                puts.append((bar, 1))
             elif not bar.same_values(old[0]) or bar.open_key != old[0].open_key or bar.close_key != old[0].close_key:
-                writes.append((bar, old[1] + 1))
+                puts.append((bar, old[1] + 1))
                 revised.append({"symbol": symbol, "interval": interval, "start": format_ns(start),
                                 "revision": old[1] + 1})
-        if writes:
-            self._bars.put_bars(writes, self._clock())
-        if deletes:
-            self._bars.delete_bars(deletes)
-        return len(writes)

@@ -7,6 +7,7 @@ Each use case returns one JSON-ready dict. Those that change state preview unles
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -235,20 +236,22 @@ class Recompute:
     """Rebuild a symbol's bars over a time range from its partial aggregates."""
 
     def __init__(self, partials: PartialStore, bars: BarStore, dirty: DirtyWindowStore, aggregate: Aggregate,
-                 settings: Settings, new_token: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+                 settings: Settings, new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._partials = partials
         self._bars = bars
         self._dirty = dirty
         self._aggregate = aggregate
         self._settings = settings
         self._new_token = new_token
+        self._sleep = sleep
 
     def __call__(self, symbol: str, start: str | None = None, end: str | None = None) -> dict[str, Any]:
         """Rebuild the bars of ``symbol`` for the minutes in [start, end) from its partial aggregates.
 
         Every minute with a partial is marked dirty, and so is every 1-minute bar without one (the
-        aggregation then deletes it: bars are derived from partials only). The aggregation runs here,
-        as many times as the per-run window limit needs.
+        aggregation then deletes it: bars are derived from partials only). The aggregation runs here, under
+        the symbol's lease like any other run, until no mark of the range is left.
         """
         symbol = parse_query_symbol("--symbol", symbol)
         lo, hi = parse_query_time("--start", start), parse_query_time("--end", end)
@@ -273,16 +276,18 @@ class Recompute:
                     "note": f"nothing to recompute: no partial aggregates or 1m bars of {symbol} in the range"}
         self._dirty.mark_dirty([(symbol, m) for m in minutes], self._new_token())
         totals: dict[str, Any] = {"runs": 0, "windows": 0, "bars_written": 0, "bars_revised": 0, "complete": False}
-        # Each run takes up to max_windows_per_run windows; a few more runs absorb windows marked meanwhile
-        # (by live processing); whatever is left then is the scheduled aggregator's.
-        for _ in range(len(minutes) // max(1, self._settings.max_windows_per_run) + 3):
+        # Each run works the symbol off for a time slice; runs elsewhere (events, the schedule) may hold its
+        # lease meanwhile, and then this waits for them. Done when no mark of the range is left.
+        for _ in range(len(minutes) // max(1, self._settings.max_windows_per_run) + 30):
             summary = self._aggregate([symbol])
-            if summary["windows"] == 0:
-                totals["complete"] = True
-                break
             totals["runs"] += 1
             for name in ("windows", "bars_written", "bars_revised"):
                 totals[name] += summary[name]
+            if not self._dirty.any_dirty(symbol, first, last):
+                totals["complete"] = True
+                break
+            if summary["skipped_leased"]:
+                self._sleep(1.0)
         return {**result, "aggregation": totals}
 
 

@@ -150,7 +150,8 @@ def test_aggregator_runs_on_the_5_minute_schedule_and_on_the_processors_events(s
     events = props(stack, "DataAggregator")["Events"]
     by_type = {e["Type"]: e["Properties"] for e in events.values()}
     assert by_type["Schedule"] == {"Schedule": "rate(5 minutes)"}
-    assert by_type["CloudWatchEvent"]["Pattern"] == {"source": [stage.event_source], "detail-type": ["TicksProcessed"]}
+    assert by_type["CloudWatchEvent"]["Pattern"] == {"source": [stage.event_source], "detail-type": [
+        "TicksProcessed", "AggregationPending"]}
     # One writer: the separate function Chalice made for @app.schedule is not deployed.
     resources = deployed(stack.template)
     assert "DataAggregatorSchedule" not in resources and "DataAggregatorScheduleRole" not in resources

@@ -9,8 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from chalicelib.domain.bars import MINUTE_NS, Bar
-from chalicelib.domain.errors import RecordError
+from chalicelib.domain.errors import LeaseLost, RecordError
 from chalicelib.domain.ingestion import (
     ChunkFailure,
     ChunkResult,
@@ -21,6 +23,7 @@ from chalicelib.domain.ingestion import (
     Status,
     StoredObject,
 )
+from tests.fakes import drop_bars, seed_bars
 
 HOUR = 60 * MINUTE_NS
 FUTURE = 4_000_000_000  # epoch seconds, 2096
@@ -121,38 +124,102 @@ def test_a_source_overwrites_its_own_partials_and_ranges_are_inclusive(store: An
 
 
 # ------------------------------------------------------------------------------------------ dirty windows
-def test_dirty_windows_are_handed_out_whole_hours_at_a_time(store: Any) -> None:
-    store.mark_dirty([("A", m * MINUTE_NS) for m in (0, 1, 2)] + [("A", HOUR), ("B", 0)], "t1")
-    # A limit inside an hour still hands out the whole hour; the next hour waits for the next read.
-    assert store.list_dirty(None, 2) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1")]
-    assert store.list_dirty(None, 4) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1"),
-                                         ("A", HOUR, "t1")]
+def test_dirty_windows_are_handed_out_whole_marks_at_a_time(store: Any) -> None:
+    store.mark_dirty([("A", m * MINUTE_NS) for m in (0, 1, 2)] + [("A", HOUR)], "t1")
+    # A limit inside a mark (one symbol-hour of one call) still hands out the whole mark.
+    assert store.list_dirty(["A"], 2) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1")]
+    assert store.list_dirty(["A"], 4) == [("A", 0, "t1"), ("A", MINUTE_NS, "t1"), ("A", 2 * MINUTE_NS, "t1"),
+                                          ("A", HOUR, "t1")]
+    store.mark_dirty([("B", 0)], "t1")
     assert store.list_dirty(["B"], 100) == [("B", 0, "t1")]
     assert store.list_dirty(["C"], 100) == []
+    assert len(store.list_dirty(None, 100)) == 5
 
 
-def test_a_new_mark_in_an_hour_keeps_the_whole_hour_dirty(store: Any) -> None:
+def test_a_mark_made_during_a_run_keeps_only_its_own_windows_dirty(store: Any) -> None:
     store.mark_dirty([("A", 0), ("A", MINUTE_NS), ("A", HOUR), ("B", 0)], "t1")
     seen = store.list_dirty(None, 100)
-    store.mark_dirty([("A", 2 * MINUTE_NS)], "t2")  # marked while an aggregation was running
-    assert store.clear_dirty(seen) == 2  # A's second hour and B; A's first hour must be redone
-    assert store.list_dirty(None, 100) == [("A", 0, "t2"), ("A", MINUTE_NS, "t2"), ("A", 2 * MINUTE_NS, "t2")]
-    assert store.clear_dirty(seen) == 0
-    assert store.clear_dirty(store.list_dirty(None, 100)) == 3
+    store.mark_dirty([("A", MINUTE_NS), ("A", 2 * MINUTE_NS)], "t2")  # marked while an aggregation was running
+    assert store.clear_dirty(seen) == 4
+    assert store.list_dirty(None, 100) == [("A", MINUTE_NS, "t2"), ("A", 2 * MINUTE_NS, "t2")]
+    assert store.clear_dirty(seen) == 4  # deleting marks that are gone is harmless
+    assert store.list_dirty(None, 100) == [("A", MINUTE_NS, "t2"), ("A", 2 * MINUTE_NS, "t2")]
+    assert store.clear_dirty(store.list_dirty(None, 100)) == 2
     assert store.list_dirty(None, 100) == []
 
 
-def test_dirty_windows_come_in_symbol_then_hour_order(store: Any) -> None:
+def test_a_window_in_several_marks_is_listed_once_per_mark(store: Any) -> None:
+    store.mark_dirty([("A", 0)], "t1")
+    store.mark_dirty([("A", 0)], "t2")
+    assert store.list_dirty(["A"], 100) == [("A", 0, "t1"), ("A", 0, "t2")]
+    assert store.dirty_symbols() == ["A"]
+
+
+def test_dirty_windows_come_sorted(store: Any) -> None:
     store.mark_dirty([("B/USD", 0), ("A", 2 * HOUR), ("A-B", 0), ("A", 0)], "t")
     assert [(s, m) for s, m, _ in store.list_dirty(None, 100)] == [("A", 0), ("A", 2 * HOUR), ("A-B", 0),
                                                                   ("B/USD", 0)]
     assert [(s, m) for s, m, _ in store.list_dirty(["B/USD", "A"], 100)] == [("A", 0), ("A", 2 * HOUR),
                                                                             ("B/USD", 0)]
+    assert store.dirty_symbols() == ["A", "A-B", "B/USD"]
+
+
+def test_any_dirty_tells_whether_a_mark_covers_a_range(store: Any) -> None:
+    store.mark_dirty([("A", HOUR + 5 * MINUTE_NS)], "t")
+    assert store.any_dirty("A", HOUR, HOUR + 59 * MINUTE_NS)
+    assert store.any_dirty("A", HOUR + 30 * MINUTE_NS, HOUR + 31 * MINUTE_NS)  # same hour: conservatively yes
+    assert store.any_dirty("A", 0, 10 * HOUR)
+    assert not store.any_dirty("A", 0, HOUR - 1)
+    assert not store.any_dirty("A", 2 * HOUR, 3 * HOUR)
+    assert not store.any_dirty("AB", 0, 10 * HOUR) and not store.any_dirty("B", 0, 10 * HOUR)
+    assert store.dirty_symbols() == ["A"]
+
+
+def test_marks_of_many_symbols_spread_and_are_all_found(store: Any) -> None:
+    symbols = [f"S{n:04d}" for n in range(300)]
+    store.mark_dirty([(s, 0) for s in symbols], "t")
+    assert store.dirty_symbols() == symbols
+    assert len(store.list_dirty(None, 10_000)) == 300
+    store.clear_dirty(store.list_dirty(None, 10_000))
+    assert store.dirty_symbols() == []
+
+
+# ------------------------------------------------------------------------------------------ leases
+def test_a_lease_is_exclusive_until_it_expires_or_is_released(store: Any) -> None:
+    lease = store.acquire_lease("A", "run-1", 1_000, 100)
+    assert lease is not None and lease.token == "run-1"
+    assert store.acquire_lease("A", "run-2", 1_050, 100) is None
+    assert store.acquire_lease("B", "run-2", 1_050, 100) is not None  # per symbol
+    assert store.renew_lease(lease, 1_090, 100)
+    assert store.acquire_lease("A", "run-2", 1_150, 100) is None  # renewed until 1_190
+    taken = store.acquire_lease("A", "run-2", 1_191, 100)
+    assert taken is not None
+    assert not store.renew_lease(lease, 1_200, 100)  # run-1 lost it
+    store.release_lease(lease)  # releasing a lost lease does not release the new holder's
+    assert store.acquire_lease("A", "run-3", 1_200, 100) is None
+    store.release_lease(taken)
+    assert store.acquire_lease("A", "run-3", 1_200, 100) is not None
+
+
+def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:
+    old = store.acquire_lease("ETH/USDT", "run-1", 0, 10)
+    store.write_bars(old, [(bar("ETH/USDT", 0, "1"), 1), (bar("ETH/USDT", 1, "1"), 1)], [], 0)
+    new = store.acquire_lease("ETH/USDT", "run-2", 11, 10**12)  # run-1 paused past its expiry
+    with pytest.raises(LeaseLost):
+        store.write_bars(old, [(bar("ETH/USDT", 0, "2"), 2)], [("1m", MINUTE_NS)], 0)
+    assert [(b.close, rev) for b, rev in store.query_bars("ETH/USDT", "1m", 0, MINUTE_NS)[0]] == [
+        (Decimal("1"), 1), (Decimal("1"), 1)]
+    puts = [(bar("ETH/USDT", m, "3"), 2) for m in range(250)]  # more than one transaction holds
+    store.write_bars(new, puts, [], 5)
+    rows, _ = store.query_bars("ETH/USDT", "1m", 0, 10**19)
+    assert len(rows) == 250 and {(b.close, rev) for b, rev in rows} == {(Decimal("3"), 2)}
+    store.write_bars(new, [], [("1m", m * MINUTE_NS) for m in range(1, 250)], 6)
+    assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, 10**19)[0]] == [0]
 
 
 # ------------------------------------------------------------------------------------------ bars and symbols
 def test_bars_round_trip_with_revisions_and_pages(store: Any) -> None:
-    store.put_bars([(bar("ETH/USDT", m, "0.00139676"), 1 + m % 2) for m in range(7)], 0)
+    seed_bars(store, [(bar("ETH/USDT", m, "0.00139676"), 1 + m % 2) for m in range(7)])
     page, cursor = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=5)
     assert [(b.start_ns, rev) for b, rev in page] == [(m * MINUTE_NS, 1 + m % 2) for m in range(5)]
     assert page[0][0] == bar("ETH/USDT", 0, "0.00139676") and cursor == 4 * MINUTE_NS
@@ -162,7 +229,7 @@ def test_bars_round_trip_with_revisions_and_pages(store: Any) -> None:
     assert len(exact) == 7 and none_left is None
     assert store.query_bars("ETH/USDT", "1m", 5 * MINUTE_NS, 4 * MINUTE_NS) == ([], None)
     assert store.query_bars("ETH/USDT", "5m", 0, 10**19) == ([], None)
-    store.delete_bars([("ETH/USDT", "1m", 0), ("ETH/USDT", "1m", 99 * MINUTE_NS)])
+    drop_bars(store, [("ETH/USDT", "1m", 0), ("ETH/USDT", "1m", 99 * MINUTE_NS)])
     assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, MINUTE_NS)[0]] == [MINUTE_NS]
 
 

@@ -18,6 +18,11 @@ TALLY: Counter[str] = Counter()
 
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    from chalicelib.settings import get_settings
+
+    # A lease left behind by a crashed run expires within the harness's patience.
+    monkeypatch.setenv("LEASE_SECONDS", "1")
+    get_settings.cache_clear()
     with moto_stack(monkeypatch) as resources:
         settings = resources["settings"]
         sqs, events = boto3.client("sqs"), boto3.client("events")
@@ -29,6 +34,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             {"source": [settings.event_source], "detail-type": ["BarsRevised"]}))
         events.put_targets(Rule="bars-revised-consumer", Targets=[{"Id": "q", "Arn": revised_arn["QueueArn"]}])
         yield {**resources, "dlq_url": dlq_url, "revised_url": revised_url}
+    get_settings.cache_clear()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import botocore.client
 from botocore.exceptions import ClientError
 
@@ -39,7 +42,8 @@ THROTTLE_CODES = {
     "s3": "SlowDown",
     "events": "ThrottlingException",
 }
-WRITE_OPERATIONS = {"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "SendMessageBatch", "PutEvents"}
+WRITE_OPERATIONS = {"BatchWriteItem", "PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "SendMessageBatch",
+                    "PutEvents"}
 
 
 class InjectedCrash(BaseException):
@@ -53,6 +57,7 @@ class FaultPlan:
 
     seed: int = 7
     throttle_rate: float = 0.0
+    throttle_first_call: bool = False  # also throttle each service's first call, whatever the draw
     unprocessed_rate: float = 0.0
     crash_after_writes: int | None = None  # crash an invocation after this many successful writes...
     crash_invocations: int = 0  # ...this many times (invocations that write less are left alone)
@@ -68,6 +73,8 @@ class FaultInjector:
         self._active = threading.local()
         self._original = botocore.client.BaseClient._make_api_call
         self._crashes_left = self.plan.crash_invocations
+        self._lock = threading.Lock()
+        self._throttled: set[str] = set()
 
     @contextmanager
     def installed(self) -> Iterator[FaultInjector]:
@@ -100,25 +107,30 @@ class FaultInjector:
         if not getattr(self._active, "on", False):
             return original(client, operation, params)
         service = client.meta.service_model.service_name
-        if operation in WRITE_OPERATIONS:
-            crash_at = self._active.crash_at
-            if crash_at is not None and self._active.writes >= crash_at and self._crashes_left > 0:
-                self._active.crash_at = None
-                self._crashes_left -= 1
-                self.counts["crash"] += 1
-                raise InjectedCrash(f"crashed before {service}.{operation}")
-        if service in THROTTLE_CODES and self._rng.random() < self.plan.throttle_rate:
-            self.counts[f"throttle:{service}"] += 1
-            raise ClientError({"Error": {"Code": THROTTLE_CODES[service], "Message": "injected"},
-                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
-        if operation == "BatchWriteItem" and self._rng.random() < self.plan.unprocessed_rate:
-            (table, requests), = params["RequestItems"].items()
-            if len(requests) > 1:
-                cut = self._rng.randint(1, len(requests) - 1)
-                original(client, operation, {**params, "RequestItems": {table: requests[:cut]}})
-                self.counts["unprocessed_items"] += len(requests) - cut
-                self._active.writes += 1
-                return {"UnprocessedItems": {table: requests[cut:]}}
+        with self._lock:  # one decision at a time: handlers may run on several threads
+            if operation in WRITE_OPERATIONS:
+                crash_at = self._active.crash_at
+                if crash_at is not None and self._active.writes >= crash_at and self._crashes_left > 0:
+                    self._active.crash_at = None
+                    self._crashes_left -= 1
+                    self.counts["crash"] += 1
+                    raise InjectedCrash(f"crashed before {service}.{operation}")
+            first = self.plan.throttle_first_call and service in THROTTLE_CODES and service not in self._throttled
+            if service in THROTTLE_CODES and (first or self._rng.random() < self.plan.throttle_rate):
+                self._throttled.add(service)
+                self.counts[f"throttle:{service}"] += 1
+                raise ClientError({"Error": {"Code": THROTTLE_CODES[service], "Message": "injected"},
+                                   "ResponseMetadata": {"HTTPStatusCode": 400}}, operation)
+            cut = 0
+            if operation == "BatchWriteItem" and self._rng.random() < self.plan.unprocessed_rate:
+                (table, requests), = params["RequestItems"].items()
+                if len(requests) > 1:
+                    cut = self._rng.randint(1, len(requests) - 1)
+                    self.counts["unprocessed_items"] += len(requests) - cut
+        if cut:
+            original(client, operation, {**params, "RequestItems": {table: requests[:cut]}})
+            self._active.writes += 1
+            return {"UnprocessedItems": {table: requests[cut:]}}
         result = original(client, operation, params)
         if operation in WRITE_OPERATIONS:
             self._active.writes += 1
@@ -137,12 +149,12 @@ class Delivery:
     report_batch_item_failures: bool
     duplicate: bool = False
     shuffle_seed: int | None = None
+    concurrent_aggregators: int = 1
     counts: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        import boto3
-
         self._sqs = boto3.client("sqs")
+        self._lock = threading.Lock()
         self._rng = random.Random(self.shuffle_seed)
         self._routes = Routes.of(self.app_module)
 
@@ -192,21 +204,39 @@ class Delivery:
         return len(messages)
 
     def events_once(self) -> int:
-        """Deliver EventBridge events from the rules' target queue to the handler they are for."""
+        """Deliver EventBridge events from the rules' target queue to the handler they are for; with
+        ``concurrent_aggregators`` > 1, the aggregator's events of one receive run at once, on threads."""
         messages = self._receive(self.events_queue_url)
+        aggregations, others = [], []
         for message in messages:
             event = eventbridge_event(json.loads(message["Body"]), REGION)
-            try:
-                for _, handler in self._routes.matching(event):
-                    self._invoke(handler, event)
-                    if self.duplicate:
-                        self._invoke(handler, event)
-                self._sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
-            except (Exception, InjectedCrash):
-                self.counts["failed_event_invocations"] += 1
-                self._sqs.change_message_visibility(QueueUrl=self.events_queue_url,
-                                                    ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+            handlers = [h for _, h in self._routes.matching(event)]
+            is_aggregation = any(n.startswith("DataAggregator") for n, _ in self._routes.matching(event))
+            (aggregations if is_aggregation else others).append((message, event, handlers))
+        for delivery in others:
+            self._deliver_event(*delivery)
+        if self.concurrent_aggregators > 1 and len(aggregations) > 1:
+            with ThreadPoolExecutor(self.concurrent_aggregators) as pool:
+                list(pool.map(lambda d: self._deliver_event(*d), aggregations))
+                self.counts["concurrent_aggregations"] += len(aggregations)
+        else:
+            for delivery in aggregations:
+                self._deliver_event(*delivery)
         return len(messages)
+
+    def _deliver_event(self, message: dict[str, Any], event: dict[str, Any], handlers: list[Handler]) -> None:
+        sqs = boto3.client("sqs")  # one client per thread
+        try:
+            for handler in handlers:
+                self._invoke(handler, event)
+                if self.duplicate:
+                    self._invoke(handler, event)
+            sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (Exception, InjectedCrash):
+            with self._lock:
+                self.counts["failed_event_invocations"] += 1
+            sqs.change_message_visibility(QueueUrl=self.events_queue_url,
+                                          ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
 
     def schedule(self) -> None:
         for name, handler in self._routes.schedules:
@@ -224,11 +254,10 @@ class Delivery:
             self.schedule()
             if not self.events_once() and not self.process_once() and self._dirty_left() == 0:
                 return
+            time.sleep(0.05)  # a lease left by a crashed run expires (the stack's LEASE_SECONDS)
         raise AssertionError(f"the pipeline did not settle in {max_rounds} rounds: {dict(self.counts)}")
 
     def _dirty_left(self) -> int:
-        import boto3
-
         from chalicelib.adapters.dynamodb import DynamoStateStore
         from chalicelib.settings import get_settings
 

@@ -143,8 +143,8 @@ def test_every_message_delivered_twice_in_shuffled_batches(stack: dict[str, Any]
 
 
 def test_throttling_and_unprocessed_items_at_random(stack: dict[str, Any]) -> None:
-    injector = FaultInjector(FaultPlan(seed=21, throttle_rate=0.08, unprocessed_rate=0.3))
-    delivery = make_delivery(stack, injector, shuffle_seed=5)
+    injector = FaultInjector(FaultPlan(seed=21, throttle_rate=0.08, throttle_first_call=True, unprocessed_rate=0.3))
+    delivery = make_delivery(stack, injector, shuffle_seed=5, concurrent_aggregators=4)
     s3 = boto3.client("s3")
     with injector.installed():
         sent, volume = xrp_in_shuffled_requests(injector, seed=8)
@@ -162,7 +162,7 @@ def test_throttling_and_unprocessed_items_at_random(stack: dict[str, Any]) -> No
 
 def test_invocations_crashing_half_way_are_redelivered_and_converge(stack: dict[str, Any]) -> None:
     injector = FaultInjector(FaultPlan(crash_after_writes=3, crash_invocations=12))
-    delivery = make_delivery(stack, injector, shuffle_seed=2)
+    delivery = make_delivery(stack, injector, shuffle_seed=2, concurrent_aggregators=4)
     with injector.installed():
         sent, volume = xrp_in_shuffled_requests(injector, seed=4, parts=12)
         delivery.run_until_quiet()

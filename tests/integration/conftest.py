@@ -13,7 +13,7 @@ from chalicelib.settings import Settings
 from localrun.provision import provision
 
 EVENT_PATTERNS = {
-    "DataAggregator": {"source": ["market-data.pipeline"], "detail-type": ["TicksProcessed"]},
+    "DataAggregator": {"source": ["market-data.pipeline"], "detail-type": ["TicksProcessed", "AggregationPending"]},
 }
 
 

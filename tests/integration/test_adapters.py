@@ -17,7 +17,7 @@ from chalicelib.adapters.sqs import SqsTickQueue
 from chalicelib.domain.bars import MINUTE_NS, Bar
 from chalicelib.domain.errors import NotFound
 from chalicelib.settings import Settings
-from tests.fakes import MemoryObjects
+from tests.fakes import MemoryObjects, seed_bars
 
 
 def _bar(symbol: str, minute: int, price: str = "10.5", interval: str = "1m") -> Bar:
@@ -151,7 +151,7 @@ def test_every_read_of_the_state_table_is_strongly_consistent(
 
     client.meta.events.register("before-parameter-build.dynamodb", record)
     store = DynamoStateStore(client, settings.table_name)
-    store.put_bars([(_bar("AAPL", m), 1) for m in range(3)], 1)
+    seed_bars(store, [(_bar("AAPL", m), 1) for m in range(3)], 1)
     store.put_partials("ing-1#000000", [_bar("AAPL", m) for m in range(3)])
     store.mark_dirty([("AAPL", 0)], "t1")
     assert [b.start_ns for b, _ in store.query_bars("AAPL", "1m", 0, 10 * MINUTE_NS)[0]] == [0, MINUTE_NS,

@@ -19,7 +19,7 @@ from chalicelib.bootstrap import UseCases, build_use_cases
 from chalicelib.domain.timefmt import parse_timestamp
 from chalicelib.entrypoints.cli import main
 from chalicelib.settings import Settings
-from tests.fakes import bars_json
+from tests.fakes import bars_json, seed_bars
 
 Cli = Callable[..., tuple[int, Any, str]]
 STAGE = "itest"  # the stage of tests/integration/conftest.py's settings, named by the convention
@@ -211,7 +211,7 @@ def test_recompute_restores_deleted_bars_and_drops_bars_without_partials(
     # A 1m bar whose minute has no partial (bars are derived from partials): recompute drops it.
     store = DynamoStateStore(ddb, settings.table_name)
     some_bar = store.query_bars(symbol, "1m", 0, 10**19)[0][0][0]
-    store.put_bars([(replace(some_bar, start_ns=parse_timestamp("2024-07-01T10:30:00Z")), 1)], 0)
+    seed_bars(store, [(replace(some_bar, start_ns=parse_timestamp("2024-07-01T10:30:00Z")), 1)], 0)
     assert len(served("1m")) == 3 and len(served("5m")) == 0
 
     code, doc, _ = cli("recompute", "--symbol", symbol, "--start", "2024-07-01T10:00:00Z",

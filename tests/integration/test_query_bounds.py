@@ -22,7 +22,7 @@ from chalicelib.bootstrap import wire
 from chalicelib.domain.bars import MINUTE_NS, Bar
 from chalicelib.domain.errors import InvalidQuery
 from chalicelib.settings import Settings
-from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, bars_json
+from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, bars_json, seed_bars
 
 START = 1_719_828_000 * 1_000_000_000  # 2024-07-01T10:00:00Z
 
@@ -48,7 +48,7 @@ def store_and_recorder(provisioned: dict[str, str], settings: Settings) -> Itera
     p = Decimal("10")
     bars = [(Bar("Q", "1m", START + i * MINUTE_NS, p, p, p, p, p, p * p, 1, START, START, "a", "a"), 1)
             for i in range(5)]
-    store.put_bars(bars, 0)
+    seed_bars(store, bars)
     yield store, recorder
 
 

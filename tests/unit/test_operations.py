@@ -15,7 +15,15 @@ from chalicelib.domain.errors import InvalidQuery, OperationIncomplete, Transien
 from chalicelib.domain.timefmt import parse_timestamp
 from chalicelib.settings import Settings
 from chalicelib.usecases.operator import Operations, summarize_body
-from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
+from tests.fakes import (
+    MemoryDeadLetterQueue,
+    MemoryEvents,
+    MemoryObjects,
+    MemoryQueue,
+    MemoryStateStore,
+    bars_json,
+    drop_bars,
+)
 
 BUCKET = "market-data-bucket-dev"
 
@@ -112,7 +120,7 @@ def test_recompute_marks_minutes_with_partials_and_rebuilds_them() -> None:
     env.run()
     before = env.store.bars_of("RCP", "1m")
     lost = parse_timestamp("2024-07-01T09:02:00Z")
-    env.store.delete_bars([("RCP", "1m", lost), ("RCP", "1h", parse_timestamp("2024-07-01T09:00:00Z"))])
+    drop_bars(env.store, [("RCP", "1m", lost), ("RCP", "1h", parse_timestamp("2024-07-01T09:00:00Z"))])
 
     result = env.ops.recompute("RCP", start="2024-07-01T09:01:10Z", end="2024-07-01T09:03:00Z")
     assert (result["minutes_with_partials"], result["minutes_marked"]) == (2, 2)

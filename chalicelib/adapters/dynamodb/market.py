@@ -1,14 +1,23 @@
-"""Partial aggregates, dirty windows, bars and symbols in the table (see table.py for the layout)."""
+"""Partial aggregates, dirty windows, leases, bars and symbols in the table (see table.py for the layout)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from ...domain.bars import Bar
-from ...ports import HOUR_NS, DirtyWindow, dirty_hours
+from ...domain.errors import LeaseLost
+from ...ports import HOUR_NS, DirtyWindow, Lease, dirty_marks
+from .layout import all_shards, shard_of
 from .table import Table, time_range
+
+# A transaction holds at most 100 items: the lease check and 99 writes.
+TRANSACTION_WRITES = 99
+
+
+def _lease_key(symbol: str) -> dict[str, Any]:
+    return {"pk": {"S": f"L#{symbol}"}, "sk": {"S": "LEASE"}}
 
 
 def _bar_attrs(bar: Bar) -> dict[str, Any]:
@@ -31,7 +40,7 @@ def _bar_from_item(item: dict[str, Any], symbol: str, interval: str, start_ns: i
 
 
 class MarketRecords:
-    """PartialStore, DirtyWindowStore, BarStore and SymbolStore on the table."""
+    """PartialStore, DirtyWindowStore, LeaseStore, BarStore and SymbolStore on the table."""
 
     def __init__(self, table: Table) -> None:
         self._table = table
@@ -68,46 +77,92 @@ class MarketRecords:
         return sorted({int(item["sk"]["S"][:20]) for item in items})
 
     # -- dirty windows ---------------------------------------------------------------------
-    # One marker item per (symbol, hour) holds the set of dirty minutes and a token. Marking adds
-    # minutes and replaces the token; clearing deletes the item only if the token is still the one
-    # that was read, so a minute marked during an aggregation is never lost (the hour is redone).
+    # One immutable item per (symbol, hour, mark token), under the symbol's shard: marking puts new items
+    # (batched, no read-modify-write), clearing deletes exactly the items that were read.
     def mark_dirty(self, windows: Iterable[tuple[str, int]], token: str) -> None:
         by_hour: dict[tuple[str, int], set[int]] = {}
         for symbol, minute in windows:
             by_hour.setdefault((symbol, minute - minute % HOUR_NS), set()).add(minute)
-        for (symbol, hour), minutes in sorted(by_hour.items()):
-            self._table.update(
-                Key={"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{hour:020d}"}},
-                UpdateExpression="SET tok = :t ADD m :m",
-                ExpressionAttributeValues={":t": {"S": token}, ":m": {"NS": [str(m) for m in sorted(minutes)]}},
-            )
+        self._table.batch_write([
+            {"PutRequest": {"Item": {
+                "pk": {"S": f"D#{shard_of(symbol)}"}, "sk": {"S": f"{symbol}#{hour:020d}#{token}"},
+                "m": {"NS": [str(m) for m in sorted(minutes)]},
+            }}}
+            for (symbol, hour), minutes in sorted(by_hour.items())
+        ])
+
+    def _mark_queries(self, symbols: Iterable[str] | None) -> list[dict[str, Any]]:
+        if symbols is None:
+            return [{"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": f"D#{shard}"}}}
+                    for shard in all_shards()]
+        return [
+            {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
+             "ExpressionAttributeValues": {":pk": {"S": f"D#{shard_of(s)}"}, ":p": {"S": f"{s}#"}}}
+            for s in sorted(set(symbols))
+        ]
 
     def list_dirty(self, symbols: Iterable[str] | None, limit: int) -> list[DirtyWindow]:
         out: list[DirtyWindow] = []
-        if symbols is None:
-            queries = [{"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "D"}}}]
-        else:
-            queries = [
-                {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)",
-                 "ExpressionAttributeValues": {":pk": {"S": "D"}, ":p": {"S": f"{s}#"}}}
-                for s in sorted(set(symbols))
-            ]
-        for query in queries:
+        for query in self._mark_queries(symbols):
             for item in self._table.query(ConsistentRead=True, **query):
-                symbol = item["sk"]["S"].rpartition("#")[0]
-                token = item["tok"]["S"]
-                out.extend((symbol, int(m), token) for m in sorted(item["m"]["NS"], key=int))
+                symbol, _, token = item["sk"]["S"].rsplit("#", 2)
+                out.extend((symbol, int(m), token) for m in item["m"]["NS"])
                 if len(out) >= limit:
-                    return out
-        return out
+                    return sorted(out)
+        return sorted(out)
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
-        cleared = 0
-        for (symbol, hour, token), minutes in sorted(dirty_hours(entries).items()):
-            if self._table.delete_if({"pk": {"S": "D"}, "sk": {"S": f"{symbol}#{hour:020d}"}}, "tok = :t",
-                                     {":t": {"S": token}}):
-                cleared += minutes
-        return cleared
+        marks = dirty_marks(entries)
+        self._table.batch_write([
+            {"DeleteRequest": {"Key": {"pk": {"S": f"D#{shard_of(symbol)}"},
+                                       "sk": {"S": f"{symbol}#{hour:020d}#{token}"}}}}
+            for symbol, hour, token in sorted(marks)
+        ])
+        return sum(marks.values())
+
+    def dirty_symbols(self) -> list[str]:
+        symbols: set[str] = set()
+        for query in self._mark_queries(None):
+            for item in self._table.query(ConsistentRead=True, ProjectionExpression="sk", **query):
+                symbols.add(item["sk"]["S"].rsplit("#", 2)[0])
+        return sorted(symbols)
+
+    def any_dirty(self, symbol: str, first_minute: int, last_minute: int) -> bool:
+        keys = time_range(first_minute - first_minute % HOUR_NS, last_minute)
+        if keys is None:
+            return False
+        for _ in self._table.query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": {"S": f"D#{shard_of(symbol)}"}, ":lo": {"S": f"{symbol}#{keys[0]}"},
+                                       ":hi": {"S": f"{symbol}#{keys[1]}~"}},
+            ConsistentRead=True, Limit=1, ProjectionExpression="sk",
+        ):
+            return True
+        return False
+
+    # -- leases ----------------------------------------------------------------------------
+    # One item per symbol: the token of the run that holds it and when it expires. Every bar write is a
+    # transaction that checks the token, so a run whose lease passed to another cannot write.
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+        taken = self._table.update_unless_failed(
+            Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e",
+            ConditionExpression="attribute_not_exists(tok) OR exp < :now",
+            ExpressionAttributeValues={":t": {"S": token}, ":e": {"N": str(now_ns + ttl_ns)},
+                                       ":now": {"N": str(now_ns)}},
+        )
+        return Lease(symbol, token) if taken else None
+
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
+        return self._table.update_unless_failed(
+            Key=_lease_key(lease.symbol), UpdateExpression="SET exp = :e", ConditionExpression="tok = :t",
+            ExpressionAttributeValues={":t": {"S": lease.token}, ":e": {"N": str(now_ns + ttl_ns)}},
+        )
+
+    def release_lease(self, lease: Lease) -> None:
+        self._table.update_unless_failed(
+            Key=_lease_key(lease.symbol), UpdateExpression="REMOVE tok, exp", ConditionExpression="tok = :t",
+            ExpressionAttributeValues={":t": {"S": lease.token}},
+        )
 
     # -- bars ------------------------------------------------------------------------------
     def query_bars(
@@ -133,35 +188,40 @@ class MarketRecords:
                 return out[:limit], out[limit - 1][0].start_ns
         return out, None
 
-    def put_bars(self, bars: Iterable[tuple[Bar, int]], updated_ns: int) -> int:
-        requests = [
-            {"PutRequest": {"Item": {
-                "pk": {"S": f"B#{bar.symbol}#{bar.interval}"}, "sk": {"S": f"{bar.start_ns:020d}"},
+    def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
+                   updated_ns: int) -> None:
+        symbol = lease.symbol
+        writes: list[dict[str, Any]] = [
+            {"Put": {"TableName": self._table.name, "Item": {
+                "pk": {"S": f"B#{symbol}#{bar.interval}"}, "sk": {"S": f"{bar.start_ns:020d}"},
                 "rev": {"N": str(rev)}, "upd": {"N": str(updated_ns)}, **_bar_attrs(bar),
             }}}
-            for bar, rev in bars
+            for bar, rev in puts
+        ] + [
+            {"Delete": {"TableName": self._table.name,
+                        "Key": {"pk": {"S": f"B#{symbol}#{interval}"}, "sk": {"S": f"{start:020d}"}}}}
+            for interval, start in deletes
         ]
-        self._table.batch_write(requests)
-        return len(requests)
-
-    def delete_bars(self, keys: Iterable[tuple[str, str, int]]) -> None:
-        self._table.batch_write([
-            {"DeleteRequest": {"Key": {"pk": {"S": f"B#{s}#{iv}"}, "sk": {"S": f"{start:020d}"}}}}
-            for s, iv, start in keys
-        ])
+        fence = {"ConditionCheck": {"TableName": self._table.name, "Key": _lease_key(symbol),
+                                    "ConditionExpression": "tok = :t",
+                                    "ExpressionAttributeValues": {":t": {"S": lease.token}}}}
+        for i in range(0, len(writes), TRANSACTION_WRITES):
+            if not self._table.transact_write([fence, *writes[i : i + TRANSACTION_WRITES]]):
+                raise LeaseLost(f"the lease on {symbol} passed to another run")
 
     # -- symbols ---------------------------------------------------------------------------
     def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:
         self._table.update_unless_failed(
-            Key={"pk": {"S": "S"}, "sk": {"S": symbol}},
+            Key={"pk": {"S": f"S#{shard_of(symbol)}"}, "sk": {"S": symbol}},
             UpdateExpression="SET latest = :t",
             ConditionExpression="attribute_not_exists(latest) OR latest < :t",
             ExpressionAttributeValues={":t": {"N": str(latest_bar_ns)}},
         )
 
     def list_symbols(self) -> list[tuple[str, int]]:
-        return [
+        return sorted(
             (item["sk"]["S"], int(item["latest"]["N"]))
+            for shard in all_shards()
             for item in self._table.query(KeyConditionExpression="pk = :pk",
-                                          ExpressionAttributeValues={":pk": {"S": "S"}})
-        ]
+                                          ExpressionAttributeValues={":pk": {"S": f"S#{shard}"}})
+        )

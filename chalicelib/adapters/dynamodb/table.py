@@ -8,8 +8,11 @@ Key layout (pk / sk) of the single table:
     K#<idempotency key> META                     what an Idempotency-Key stands for (TTL)
     P#<symbol>        <minute:020>#<source>      1-minute partial aggregate of one source chunk
     B#<symbol>#<iv>   <start:020>                bar of interval iv
-    D                 <symbol>#<hour:020>        dirty 1-minute windows of an hour, with a token
-    S                 <symbol>                   symbol and its latest bar time
+    D#<shard>         <symbol>#<hour:020>#<token> dirty 1-minute windows of an hour, one item per mark
+    L#<symbol>        LEASE                      which aggregation run holds the symbol, until when
+    S#<shard>         <symbol>                   symbol and its latest bar time
+
+<shard> is two digits from a hash of the symbol (layout.py), so marks and symbols spread over partitions.
 
 Partials are keyed by their source chunk, so a redelivered message overwrites instead of adding.
 """
@@ -118,6 +121,24 @@ class Table:
             if exc.response["Error"]["Code"] != CONDITION_FAILED:
                 raise
             return False
+
+    def transact_write(self, items: list[dict[str, Any]]) -> bool:
+        """TransactWriteItems whose first item is a ConditionCheck: False when that check failed (nothing is
+        written); a conflict with another transaction on the same items is retried."""
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return True
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return False
+                if "TransactionConflict" not in codes or attempt + 1 >= MAX_ATTEMPTS:
+                    raise TransientError(f"DynamoDB cancelled the transaction: {codes}") from None
+                _backoff(attempt + 1)
+        raise AssertionError("unreachable")
 
     def delete_if(self, key: dict[str, Any], condition: str, values: dict[str, Any]) -> bool:
         """Delete an item if ``condition`` holds; False when it did not."""
