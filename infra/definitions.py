@@ -26,9 +26,9 @@ PROCESSOR = "DataProcessor"
 AGGREGATOR = "DataAggregator"
 AGGREGATOR_SCHEDULE = "DataAggregatorSchedule"
 CHALICE_FUNCTIONS = (API_HANDLER, INGESTION, PROCESSOR, AGGREGATOR, AGGREGATOR_SCHEDULE)
-# Chalice makes one Lambda per decorator, so the 5-minute schedule gets a function of its own. The
-# aggregator's writes assume one writer per window, so the packaged stack folds the schedule into the
-# aggregator (one function, two triggers, reserved concurrency 1); see infra/template.py.
+# Chalice makes one Lambda per decorator, so the 5-minute schedule gets a function of its own. The packaged
+# stack folds the schedule into the aggregator (one function, two triggers, one reserved concurrency for
+# all its runs, which coordinate per symbol through leases); see infra/template.py.
 FOLDED_FUNCTIONS = {AGGREGATOR_SCHEDULE: AGGREGATOR}
 FUNCTION_BASENAMES = {API_HANDLER: "DataApi"}  # the others keep their Chalice name
 REQUIRED_ENVIRONMENT = ("STAGE", "TABLE_NAME", "BUCKET_NAME", "QUEUE_NAME", "DLQ_NAME", "EVENT_SOURCE")

@@ -262,7 +262,7 @@ def _function_properties(stage: Stage, function: str, events: AppEvents) -> dict
         # The schedule becomes a second trigger of the one aggregator (see _fold_schedule_function).
         properties["Events"] = {"DataAggregatorScheduleEvent": {
             "Type": "Schedule", "Properties": {"Schedule": events.schedule_expression}}}
-        # Its events are hints: one that waited 15 minutes behind the single instance is dropped, and the
+        # Its events are hints: one that waited 15 minutes behind busy instances is dropped, and the
         # schedule aggregates whatever it would have. No dead-letter queue: it would fill with such
         # expired hints and alarm on ordinary backlog; failures raise the Errors alarm instead.
         properties["EventInvokeConfig"] = {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 900}
@@ -296,10 +296,10 @@ def _checkov_skips(function: str) -> list[dict[str, str]]:
                       "event source mapping, whose failures go to the queue's own dead-letter queue; a "
                       "function DLQ only applies to asynchronous invocations."})
     if function == AGGREGATOR:
-        skips.append({"id": "CKV_AWS_116", "comment": "Its TicksProcessed events are hints: the 5-minute "
+        skips.append({"id": "CKV_AWS_116", "comment": "Its TicksProcessed and AggregationPending events are hints: the 5-minute "
                       "schedule aggregates every dirty window, so a failed or expired event loses nothing, "
                       "and failures raise the Errors alarm. A DLQ would fill with events that expired "
-                      "behind the single instance (reserved concurrency 1) and alarm on ordinary backlog."})
+                      "behind busy instances (its reserved concurrency) and alarm on ordinary backlog."})
     return skips
 
 

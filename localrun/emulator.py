@@ -1,19 +1,21 @@
 """`python -m localrun.emulator -H HOST -p PORT`: the moto server, with every DynamoDB request atomic.
 
-DynamoDB applies each request atomically: an UpdateItem ``ADD``, a conditional PutItem, DeleteItem or
-UpdateItem, a BatchWriteItem item and a TransactWriteItems all take effect whole or not at all, whatever else
-is in flight. moto's server answers requests on many threads and its DynamoDB backend takes no lock, so
-concurrent writes to one item interleave (a counter bumped 480 times by 16 threads ends well short of 480, and
-two conditional puts on one new key can both succeed). The local stack runs processors and aggregators
+DynamoDB applies each request atomically, whatever else is in flight: an UpdateItem ``ADD``, a conditional
+PutItem, DeleteItem or UpdateItem, each item of a BatchWriteItem, a TransactWriteItems. moto's server answers
+requests on many threads and its DynamoDB backend takes no lock, so concurrent requests interleave: increments
+are lost, two conditional puts on one new key can both succeed, and a cancelled TransactWriteItems puts back a
+copy of the whole table taken when it started, undoing every write other requests made meanwhile (or fails
+with a 500 when the table changes while it is copied). The local stack runs processors and aggregators
 concurrently, so it needs DynamoDB's guarantee.
 
-Every DynamoDB request the server receives goes DomainDispatcherApplication -> the dynamodb Flask app ->
+Every DynamoDB request the server receives goes ``DomainDispatcherApplication`` -> the dynamodb Flask app ->
 ``DynamoHandler.dispatch`` -> ``BaseResponse._dispatch`` (parse the request) -> ``DynamoHandler.call_action``
-(run the operation on the backend, serialise the answer). Wrapping ``call_action`` in one process-wide lock
-therefore serialises every DynamoDB operation, PartiQL included, while the requests are still read and parsed in
-parallel. Only DynamoDB is serialised: DynamoDB Streams, S3, SQS, EventBridge and the rest run as moto runs them.
+(authorise, run the operation on the backend, serialise the answer). One process-wide lock around
+``call_action`` therefore serialises every DynamoDB operation, PartiQL included, while requests are still read
+and parsed in parallel. Only DynamoDB is serialised: DynamoDB Streams, S3, SQS, EventBridge and the other
+services run as moto runs them.
 
-Everything else, command line included, is ``python -m moto.server``'s.
+The command line is ``python -m moto.server``'s.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main as moto_server_main
+
+from . import moto_transactions
 
 _DYNAMODB_LOCK = threading.Lock()
 
@@ -45,6 +49,7 @@ def serialise_dynamodb() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     serialise_dynamodb()
+    moto_transactions.install()
     moto_server_main(argv)
 
 

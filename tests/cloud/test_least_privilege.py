@@ -268,7 +268,8 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 object_created("incoming/t4.csv", upload("incoming/t4.csv", short.encode()))
                 process_queue()
                 aggregate()
-                object_created("incoming/t4.csv", upload("incoming/t4.csv", "".join(short.splitlines(True)[:2]).encode()))
+                shorter = "".join(short.splitlines(True)[:2]).encode()
+                object_created("incoming/t4.csv", upload("incoming/t4.csv", shorter))
                 process_queue()
                 aggregate()
 
