@@ -298,8 +298,9 @@ def _checkov_skips(function: str) -> list[dict[str, str]]:
     if function == AGGREGATOR:
         skips.append({"id": "CKV_AWS_116", "comment": "Its TicksProcessed and AggregationPending events are "
                       "hints: the 5-minute schedule aggregates every dirty window, so a failed or expired "
-                      "event loses nothing, and failures raise the Errors alarm. A DLQ would fill with events that expired "
-                      "behind busy instances (its reserved concurrency) and alarm on ordinary backlog."})
+                      "event loses nothing, and failures raise the Errors alarm. A DLQ would fill with "
+                      "events that expired behind busy instances (its reserved concurrency) and alarm on "
+                      "ordinary backlog."})
     return skips
 
 
