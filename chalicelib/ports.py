@@ -134,15 +134,16 @@ class Lease:
 
 class LeaseStore(Protocol):
     def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
-        """Take the symbol's lease unless another run holds it unexpired; None when it does."""
+        """Take the symbol's lease unless another run holds it unexpired. None when one does: that run is then
+        asked to look for work again when it releases the lease (see release_lease)."""
         ...
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
         """Extend the lease; False when it is no longer this run's."""
         ...
 
-    def release_lease(self, lease: Lease) -> None:
-        """Give the lease up (if still held)."""
+    def release_lease(self, lease: Lease) -> bool:
+        """Give the lease up (if still held); True when another run asked for it meanwhile."""
         ...
 
 

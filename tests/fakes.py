@@ -56,6 +56,7 @@ class MemoryStateStore:
         # (symbol, hour start, token of the mark) -> dirty minutes
         self.dirty: dict[tuple[str, int, str], set[int]] = {}
         self.leases: dict[str, tuple[str, int]] = {}  # symbol -> (token, expires ns)
+        self.lease_wanted: set[str] = set()  # leased symbols another run asked for
         self.symbols: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -161,8 +162,10 @@ class MemoryStateStore:
         with self._lock:
             held = self.leases.get(symbol)
             if held is not None and held[1] >= now_ns:
+                self.lease_wanted.add(symbol)
                 return None
             self.leases[symbol] = (token, now_ns + ttl_ns)
+            self.lease_wanted.discard(symbol)
             return Lease(symbol, token)
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
@@ -172,10 +175,14 @@ class MemoryStateStore:
             self.leases[lease.symbol] = (lease.token, now_ns + ttl_ns)
             return True
 
-    def release_lease(self, lease: Lease) -> None:
+    def release_lease(self, lease: Lease) -> bool:
         with self._lock:
-            if self.leases.get(lease.symbol, ("", 0))[0] == lease.token:
-                del self.leases[lease.symbol]
+            if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
+                return False
+            del self.leases[lease.symbol]
+            wanted = lease.symbol in self.lease_wanted
+            self.lease_wanted.discard(lease.symbol)
+            return wanted
 
     # -- bars ------------------------------------------------------------------------------
     def query_bars(

@@ -109,8 +109,8 @@ class Aggregate:
     def _symbol(self, symbol: str, run: _Run) -> bool:
         """Work the symbol's marks off under its lease; False if time ran out with work left (hand it on).
 
-        True also when another run holds the lease: that run looks for marks again after it lets the lease go,
-        so it sees the ones that made this run come.
+        True also when another run holds the lease: asking for it told that run to look for marks again
+        when it lets the lease go, so it finds the ones that made this run come.
         """
         slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
         ttl_ns = self._settings.lease_seconds * NS_PER_S
@@ -119,6 +119,7 @@ class Aggregate:
             if lease is None:
                 run.counts["skipped_leased"] += 1
                 return True
+            wanted = False
             try:
                 finished = self._work(lease, slice_end, ttl_ns, run)
             except LeaseLost:
@@ -126,25 +127,26 @@ class Aggregate:
                 logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
                 return True
             finally:
-                self._release(lease)
-            if not finished:
+                wanted = self._release(lease)
+            if not finished or (wanted and self._monotonic() >= slice_end):
                 return False
-            # Marks written between the last read and the release found the lease held: look once more.
-            if not self._dirty.list_dirty([symbol], 1):
+            if not wanted:
                 return True
-            if self._monotonic() >= slice_end:
-                return False
 
-    def _release(self, lease: Lease) -> None:
+    def _release(self, lease: Lease) -> bool:
         try:
-            self._leases.release_lease(lease)
+            return self._leases.release_lease(lease)
         except Exception:  # it expires on its own; until then, runs for this symbol skip it
             logger.exception("could not release a lease", extra={"symbol": lease.symbol})
+            return False
 
     def _work(self, lease: Lease, slice_end: float, ttl_ns: int, run: _Run) -> bool:
+        """Rounds of (list marks, rebuild, delete the marks) until none is left; False if the slice ended
+        first. Marks written after the last list made their runs ask for the lease: see _symbol."""
+        limit = self._settings.max_windows_per_run
         first = True
         while True:
-            marks = self._dirty.list_dirty([lease.symbol], self._settings.max_windows_per_run)
+            marks = self._dirty.list_dirty([lease.symbol], limit)
             if not marks:
                 return True
             if not first and not self._leases.renew_lease(lease, self._clock(), ttl_ns):
@@ -155,8 +157,10 @@ class Aggregate:
             self._dirty.clear_dirty(marks)
             run.counts["windows"] += len(minutes)
             run.counts["symbols"] += 1
+            if len(marks) < limit:  # that was every mark there was
+                return True
             if self._monotonic() >= slice_end:
-                return not self._dirty.list_dirty([lease.symbol], 1)
+                return False
 
     def _hand_on(self, symbols: list[str], run: _Run) -> None:
         """Start new runs at once for these symbols (if that fails, the schedule picks them up)."""

@@ -201,6 +201,17 @@ def test_a_lease_is_exclusive_until_it_expires_or_is_released(store: Any) -> Non
     assert store.acquire_lease("A", "run-3", 1_200, 100) is not None
 
 
+def test_asking_for_a_held_lease_tells_the_holder_when_it_releases(store: Any) -> None:
+    lease = store.acquire_lease("A", "run-1", 1_000, 100)
+    assert store.release_lease(lease) is False  # nobody asked
+    lease = store.acquire_lease("A", "run-2", 1_000, 100)
+    assert store.acquire_lease("A", "run-3", 1_010, 100) is None
+    assert store.release_lease(lease) is True
+    again = store.acquire_lease("A", "run-4", 1_020, 100)
+    assert again is not None and store.release_lease(again) is False  # the request was for the last holder
+    assert store.release_lease(again) is False  # released already
+
+
 def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:
     old = store.acquire_lease("ETH/USDT", "run-1", 0, 10)
     store.write_bars(old, [(bar("ETH/USDT", 0, "1"), 1), (bar("ETH/USDT", 1, "1"), 1)], [], 0)

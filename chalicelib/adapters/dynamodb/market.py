@@ -6,11 +6,13 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from ...domain.bars import Bar
 from ...domain.errors import LeaseLost
 from ...ports import HOUR_NS, DirtyWindow, Lease, dirty_marks
 from .layout import all_shards, shard_of
-from .table import Table, time_range
+from .table import CONDITION_FAILED, Table, time_range
 
 # A transaction holds at most 100 items: the lease check and 99 writes.
 TRANSACTION_WRITES = 99
@@ -144,13 +146,22 @@ class MarketRecords:
     # One item per symbol: the token of the run that holds it and when it expires. Every bar write is a
     # transaction that checks the token, so a run whose lease passed to another cannot write.
     def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
-        taken = self._table.update_unless_failed(
-            Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e",
-            ConditionExpression="attribute_not_exists(tok) OR exp < :now",
-            ExpressionAttributeValues={":t": {"S": token}, ":e": {"N": str(now_ns + ttl_ns)},
-                                       ":now": {"N": str(now_ns)}},
-        )
-        return Lease(symbol, token) if taken else None
+        for _ in range(3):
+            held = self._table.update_or_stored(
+                Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e REMOVE want",
+                ConditionExpression="attribute_not_exists(tok) OR exp < :now",
+                ExpressionAttributeValues={":t": {"S": token}, ":e": {"N": str(now_ns + ttl_ns)},
+                                           ":now": {"N": str(now_ns)}},
+            )
+            if held is None:
+                return Lease(symbol, token)
+            # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
+            if self._table.update_unless_failed(
+                Key=_lease_key(symbol), UpdateExpression="SET want = :y", ConditionExpression="tok = :h",
+                ExpressionAttributeValues={":y": {"BOOL": True}, ":h": held["tok"]},
+            ):
+                return None
+        return None
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
         return self._table.update_unless_failed(
@@ -158,11 +169,17 @@ class MarketRecords:
             ExpressionAttributeValues={":t": {"S": lease.token}, ":e": {"N": str(now_ns + ttl_ns)}},
         )
 
-    def release_lease(self, lease: Lease) -> None:
-        self._table.update_unless_failed(
-            Key=_lease_key(lease.symbol), UpdateExpression="REMOVE tok, exp", ConditionExpression="tok = :t",
-            ExpressionAttributeValues={":t": {"S": lease.token}},
-        )
+    def release_lease(self, lease: Lease) -> bool:
+        try:
+            old = self._table.update(
+                Key=_lease_key(lease.symbol), UpdateExpression="REMOVE tok, exp, want", ConditionExpression="tok = :t",
+                ExpressionAttributeValues={":t": {"S": lease.token}}, ReturnValues="ALL_OLD",
+            ).get("Attributes", {})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != CONDITION_FAILED:
+                raise
+            return False
+        return bool(old.get("want", {}).get("BOOL"))
 
     # -- bars ------------------------------------------------------------------------------
     def query_bars(

@@ -112,6 +112,17 @@ class Table:
     def update(self, **kwargs: Any) -> dict[str, Any]:
         return dict(self.client.update_item(TableName=self.name, **kwargs))
 
+    def update_or_stored(self, **kwargs: Any) -> dict[str, Any] | None:
+        """A conditional UpdateItem: None when it was applied; else the stored item (empty if none), returned
+        by the same request that lost (ReturnValuesOnConditionCheckFailure)."""
+        try:
+            self.client.update_item(TableName=self.name, ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs)
+            return None
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != CONDITION_FAILED:
+                raise
+            return dict(exc.response.get("Item") or {})
+
     def update_unless_failed(self, **kwargs: Any) -> bool:
         """An UpdateItem with a condition; False when the condition did not hold."""
         try:
