@@ -16,6 +16,7 @@ from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, Idempotenc
 # A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read from).
 DirtyWindow = tuple[str, int, str]
 HOUR_NS = INTERVALS["1h"]  # a mark holds the dirty minutes of one (symbol, hour)
+GET_BARS_LIMIT = 100  # keys per BarStore.get_bars (DynamoDB's BatchGetItem takes 100)
 
 
 def dirty_marks(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], int]:
@@ -154,6 +155,11 @@ class BarStore(Protocol):
     ) -> tuple[list[tuple[Bar, int]], int | None]:
         """Bars (with revision) starting in [first_start, last_start] (after ``after``), oldest first, at most
         ``limit``, and the start of the last one returned when more follow. Strongly consistent."""
+        ...
+
+    def get_bars(self, symbol: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Bar, int]]:
+        """The stored bars (with revision) of these (interval, start) keys, at most GET_BARS_LIMIT of them;
+        strongly consistent. Keys without a bar are left out."""
         ...
 
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],

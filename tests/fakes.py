@@ -26,7 +26,16 @@ from chalicelib.domain.ingestion import (
     chunk_from_doc,
 )
 from chalicelib.entrypoints.api import read_bars
-from chalicelib.ports import HOUR_NS, DeadLetter, DirtyWindow, Lease, ListedObject, ObjectInfo, dirty_marks
+from chalicelib.ports import (
+    GET_BARS_LIMIT,
+    HOUR_NS,
+    DeadLetter,
+    DirtyWindow,
+    Lease,
+    ListedObject,
+    ObjectInfo,
+    dirty_marks,
+)
 
 SQS_MAX_BATCH_ENTRIES = 10
 SQS_MAX_MESSAGE_BYTES = 256 * 1024
@@ -197,6 +206,15 @@ class MemoryStateStore:
         if limit is not None and len(out) > limit:
             return out[:limit], out[limit - 1][0].start_ns
         return out, None
+
+    def get_bars(self, symbol: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Bar, int]]:
+        assert len(keys) <= GET_BARS_LIMIT, "DynamoDB's BatchGetItem takes at most 100 keys"
+        out = {}
+        for interval, start in keys:
+            row = self.bars.get((symbol, interval, start))
+            if row is not None:
+                out[(interval, start)] = (row[0], row[1])
+        return out
 
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
                    updated_ns: int) -> None:

@@ -25,7 +25,16 @@ from ..domain.bars import INTERVALS, Bar, merge_all, window_start
 from ..domain.errors import LeaseLost
 from ..domain.timefmt import format_ns
 from ..observability import logger
-from ..ports import BarStore, DirtyWindowStore, EventPublisher, Lease, LeaseStore, PartialStore, SymbolStore
+from ..ports import (
+    GET_BARS_LIMIT,
+    BarStore,
+    DirtyWindowStore,
+    EventPublisher,
+    Lease,
+    LeaseStore,
+    PartialStore,
+    SymbolStore,
+)
 from ..schemas import AGGREGATION_PENDING, BARS_REVISED, AggregationPendingDetail, BarsRevisedDetail, RevisedBar
 from ..settings import Settings
 from .common import Clock, Metric, no_metric
@@ -36,6 +45,17 @@ MAX_REVISIONS_LISTED = 500
 RANGE_GAP_NS = INTERVALS["1h"]
 LEVELS = ("1m", "5m", "15m", "1h", "1d")
 NS_PER_S = 1_000_000_000
+
+
+def _levels(minutes: list[int]) -> list[tuple[str, str | None, list[int]]]:
+    """Per level: the level, its parent and the parent's windows over these minutes (the 1d level: the days)."""
+    out: list[tuple[str, str | None, list[int]]] = []
+    starts = minutes
+    for level, parent in zip(LEVELS, (*LEVELS[1:], None), strict=False):
+        windows = sorted({window_start(s, parent) for s in starts}) if parent else starts
+        out.append((level, parent, windows))
+        starts = windows
+    return out
 
 
 def _ranges(points: Sequence[int], gap: int) -> Iterator[tuple[int, int]]:
@@ -80,6 +100,7 @@ class Aggregate:
         self._metric = metric
         self._new_token = new_token
         self._monotonic = monotonic
+        self._latest_known: dict[str, int] = {}  # symbol -> latest bar start this process stored
 
     def __call__(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the bars of every dirty window of ``symbols`` (None: of every symbol with one)."""
@@ -177,7 +198,7 @@ class Aggregate:
     def _rebuild(self, lease: Lease, minutes: list[int], run: _Run) -> int:
         """Rebuild every level over these dirty minutes and write what changed; returns the bars written.
 
-        Each level's stored bars are read over whole windows of the next level, so one query gives both the
+        Each level's stored bars are read over whole windows of the next level, so one read gives both the
         bars to compare with and the children of the next level (with this level's fresh bars substituted).
         """
         symbol = lease.symbol
@@ -192,31 +213,49 @@ class Aggregate:
         latest = max((m for m, b in fresh.items() if b is not None), default=None)
         puts: list[tuple[Bar, int]] = []
         deletes: list[tuple[str, int]] = []
-        starts = minutes
-        for level, parent in zip(LEVELS, (*LEVELS[1:], None), strict=False):
-            span = INTERVALS[parent or level]
-            windows = sorted({window_start(s, parent) for s in starts}) if parent else starts
-            stored: dict[int, tuple[Bar, int]] = {}
-            for lo, hi in _ranges(windows, max(RANGE_GAP_NS, 2 * span)):
-                rows, _ = self._bars.query_bars(symbol, level, lo, hi + span - 1 if parent else hi)
-                stored.update((bar.start_ns, (bar, rev)) for bar, rev in rows)
-            self._diff(symbol, level, fresh, stored, puts, deletes, run.revised)
+        levels = _levels(minutes)
+        stored = self._stored(symbol, levels)
+        for level, parent, windows in levels:
+            self._diff(symbol, level, fresh, stored[level], puts, deletes, run.revised)
             if parent is None:
                 break
             children: dict[int, list[Bar]] = defaultdict(list)
-            for start, (kept, _) in stored.items():
+            for start, (kept, _) in stored[level].items():
                 if start not in fresh:
                     children[window_start(start, parent)].append(kept)
             for start, rebuilt in fresh.items():
                 if rebuilt is not None:
                     children[window_start(start, parent)].append(rebuilt)
             fresh = {w: merge_all(children.get(w, []), parent, w) for w in windows}
-            starts = windows
         if puts or deletes:
             self._bars.write_bars(lease, puts, deletes, self._clock())
-        if latest is not None:
-            self._symbols.update_symbol(symbol, latest)
+        if latest is not None and latest > self._latest_known.get(symbol, -1):
+            self._symbols.update_symbol(symbol, latest)  # only moves forward; known ones need no request
+            self._latest_known[symbol] = latest
         return len(puts)
+
+    def _stored(self, symbol: str, levels: list[tuple[str, str | None, list[int]]]
+                ) -> dict[str, dict[int, tuple[Bar, int]]]:
+        """The stored bars each level needs: its bars over whole windows of the next level (the 1d level: just
+        its dirty days). A few keys are read in one request, a long stretch with one query per level."""
+        keys: list[tuple[str, int]] = []
+        for level, parent, windows in levels:
+            if parent is None:
+                keys += [(level, w) for w in windows]
+            else:
+                step, per = INTERVALS[level], INTERVALS[parent] // INTERVALS[level]
+                keys += [(level, w + k * step) for w in windows for k in range(per)]
+        stored: dict[str, dict[int, tuple[Bar, int]]] = {level: {} for level, _, _ in levels}
+        if len(keys) <= GET_BARS_LIMIT:
+            for (level, start), row in self._bars.get_bars(symbol, keys).items():
+                stored[level][start] = row
+            return stored
+        for level, parent, windows in levels:
+            span = INTERVALS[parent or level]
+            for lo, hi in _ranges(windows, max(RANGE_GAP_NS, 2 * span)):
+                rows, _ = self._bars.query_bars(symbol, level, lo, hi + span - 1 if parent else hi)
+                stored[level].update((bar.start_ns, (bar, rev)) for bar, rev in rows)
+        return stored
 
     @staticmethod
     def _diff(symbol: str, interval: str, fresh: dict[int, Bar | None], stored: dict[int, tuple[Bar, int]],

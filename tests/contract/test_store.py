@@ -244,6 +244,15 @@ def test_bars_round_trip_with_revisions_and_pages(store: Any) -> None:
     assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, MINUTE_NS)[0]] == [MINUTE_NS]
 
 
+def test_bars_are_read_by_key_across_intervals(store: Any) -> None:
+    seed_bars(store, [(bar("A", 0), 1), (bar("A", 5), 3), (bar("A", 0, interval="5m"), 2), (bar("B", 0), 1)])
+    got = store.get_bars("A", [("1m", 0), ("1m", MINUTE_NS), ("1m", 5 * MINUTE_NS), ("5m", 0), ("1h", 0)])
+    assert {key: rev for key, (_, rev) in got.items()} == {("1m", 0): 1, ("1m", 5 * MINUTE_NS): 3, ("5m", 0): 2}
+    assert got[("5m", 0)][0] == bar("A", 0, interval="5m")
+    assert store.get_bars("A", [("1m", m * MINUTE_NS) for m in range(100)]).keys() == {("1m", 0), ("1m", 5 * MINUTE_NS)}
+    assert store.get_bars("C", [("1m", 0)]) == {}
+
+
 def test_a_symbols_latest_bar_only_moves_forward(store: Any) -> None:
     store.update_symbol("MSFT", 5)
     store.update_symbol("AAPL", 7)

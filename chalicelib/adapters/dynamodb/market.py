@@ -205,6 +205,16 @@ class MarketRecords:
                 return out[:limit], out[limit - 1][0].start_ns
         return out, None
 
+    def get_bars(self, symbol: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Bar, int]]:
+        out: dict[tuple[str, int], tuple[Bar, int]] = {}
+        for item in self._table.batch_get([
+            {"pk": {"S": f"B#{symbol}#{interval}"}, "sk": {"S": f"{start:020d}"}} for interval, start in keys
+        ]):
+            interval, start = item["pk"]["S"].rsplit("#", 1)[1], int(item["sk"]["S"])
+            revision = int(item.get("rev", {"N": "1"})["N"])
+            out[(interval, start)] = (_bar_from_item(item, symbol, interval, start), revision)
+        return out
+
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
                    updated_ns: int) -> None:
         symbol = lease.symbol

@@ -71,6 +71,22 @@ class Table:
                         raise TransientError(f"DynamoDB left {len(pending)} item(s) unprocessed")
                     _backoff(attempt)
 
+    def batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetItem (strongly consistent) of at most 100 keys, retrying UnprocessedKeys with backoff."""
+        items: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {"Keys": list(keys), "ConsistentRead": True}
+        attempt = 0
+        while pending.get("Keys"):
+            response = self.client.batch_get_item(RequestItems={self.name: pending})
+            items += response.get("Responses", {}).get(self.name, [])
+            pending = response.get("UnprocessedKeys", {}).get(self.name, {})
+            if pending.get("Keys"):
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise TransientError(f"DynamoDB left {len(pending['Keys'])} key(s) unprocessed")
+                _backoff(attempt)
+        return items
+
     def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a Query, page after page."""
         kwargs["TableName"] = self.name
