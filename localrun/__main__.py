@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     proxy = None
     try:
         moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", args.host, "-p", str(args.emulator_port)],
+            [sys.executable, "-m", "localrun.emulator", "-H", args.host, "-p", str(args.emulator_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=PROJECT_ROOT,
         )
         processes.append(moto)
