@@ -55,7 +55,8 @@ _QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)
 _AGGREGATE = (
     # Bars are written by TransactWriteItems (a ConditionCheck of the symbol's lease, then Puts and Deletes),
     # which IAM authorises as the actions inside it.
-    Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem", "dynamodb:DeleteItem",
+    Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
+                    "dynamodb:DeleteItem",
                     "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
     _LATEST_VERSION,
     Grant("PublishBarsRevised", ("events:PutEvents",), EVENT_BUS, detail_type=BARS_REVISED),
@@ -88,7 +89,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("SetAside", ("sqs:GetQueueUrl", "sqs:SendMessage"), INGEST_DLQ),
         Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
     ),
-    # Dirty marks, partials and bars (Query), the symbol's lease (UpdateItem), bars (TransactWriteItems),
+    # Dirty marks, partials and bars (Query, BatchGetItem), the symbol's lease (UpdateItem), bars (TransactWriteItems),
     # marks (BatchWriteItem delete), symbols (UpdateItem), whether a file's version still counts (GetItem,
     # ListBucketVersions), the BarsRevised event, and AggregationPending to hand symbols on.
     AGGREGATOR: _AGGREGATE,
