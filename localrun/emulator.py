@@ -27,7 +27,7 @@ from typing import Any
 from moto.dynamodb.responses import DynamoHandler
 from moto.server import main as moto_server_main
 
-from . import moto_transactions
+from . import moto_fixes
 
 _DYNAMODB_LOCK = threading.Lock()
 
@@ -49,7 +49,7 @@ def serialise_dynamodb() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     serialise_dynamodb()
-    moto_transactions.install()
+    moto_fixes.install()
     moto_server_main(argv)
 
 

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# moto in-process runs TransactWriteItems as the local stack's emulator does (without copying whole tables).
-from localrun import moto_transactions  # noqa: E402
+# moto in-process runs Query and TransactWriteItems as the local stack's emulator does (localrun/moto_fixes.py).
+from localrun import moto_fixes  # noqa: E402
 
-moto_transactions.install()
+moto_fixes.install()
