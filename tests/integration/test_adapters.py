@@ -160,5 +160,13 @@ def test_every_read_of_the_state_table_is_strongly_consistent(
     assert store.list_partial_minutes("AAPL", 0, 2 * MINUTE_NS) == [0, MINUTE_NS, 2 * MINUTE_NS]
     assert store.list_dirty(None, 10) == [("AAPL", 0, "t1")]
     assert store.get_ingestion("none") == (None, [])
-    assert {name for name, _ in reads} >= {"Query"}
-    assert [name for name, params in reads if params.get("ConsistentRead") is not True] == []
+    assert len(store.get_bars("AAPL", [("1m", 0), ("5m", 0)])) == 1
+    assert store.any_dirty("AAPL", 0, MINUTE_NS) and store.dirty_symbols() == ["AAPL"]
+
+    def consistent(name: str, params: dict[str, Any]) -> bool:
+        if name == "BatchGetItem":
+            return all(r.get("ConsistentRead") is True for r in params["RequestItems"].values())
+        return params.get("ConsistentRead") is True
+
+    assert {name for name, _ in reads} >= {"Query", "BatchGetItem"}
+    assert [name for name, params in reads if not consistent(name, params)] == []

@@ -258,3 +258,30 @@ def test_any_interleaving_of_runs_and_processing_ends_at_the_reference(
     assert store.list_dirty(None, 1000) == []
     assert stored(store, symbols) == reference([t for b in batches for t in b])
     assert_revisions_only_rise_with_changes(recorder.writes)
+
+
+def test_the_aggregators_reads_are_consistent_and_its_bar_writes_fenced(
+        provisioned: dict[str, str], settings: Settings, session: boto3.session.Session) -> None:
+    client = session.client("dynamodb")
+    store = DynamoStateStore(client, settings.table_name)
+    ticks = [_tick("XRP/ETH", n, f"{10 + n}", "1") for n in range(40)]  # 25 minutes: both read paths
+    pipeline = Pipeline(store, settings)
+    pipeline.ingest_and_process(ticks[:30])
+    calls: list[tuple[str, dict[str, Any]]] = []
+    client.meta.events.register("before-parameter-build.dynamodb",
+                                lambda params, model, **_: calls.append((model.name, params)))
+    pipeline.use_cases.aggregate()
+    pipeline.ingest_and_process(ticks[30:])
+    pipeline.use_cases.aggregate(["XRP/ETH"])
+    assert stored(store, ["XRP/ETH"]) == reference(ticks)
+    reads = [(n, p) for n, p in calls if n in ("Query", "GetItem", "BatchGetItem", "Scan")]
+    assert {n for n, _ in reads} >= {"Query", "BatchGetItem", "GetItem"}
+    for name, params in reads:
+        flags = [r.get("ConsistentRead") for r in params["RequestItems"].values()] if name == "BatchGetItem" \
+            else [params.get("ConsistentRead")]
+        assert flags == [True] * len(flags), f"{name} is not strongly consistent: {params}"
+    bar_writes = [(n, p) for n, p in calls if "B#" in json.dumps(p) and n not in ("Query", "BatchGetItem")]
+    assert bar_writes and {n for n, _ in bar_writes} == {"TransactWriteItems"}
+    for _, params in bar_writes:
+        fence = params["TransactItems"][0]["ConditionCheck"]
+        assert fence["Key"]["pk"]["S"] == "L#XRP/ETH" and fence["ConditionExpression"] == "tok = :t"
