@@ -136,7 +136,8 @@ class Lease:
 class LeaseStore(Protocol):
     def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
         """Take the symbol's lease unless another run holds it unexpired. None when one does: that run is then
-        asked to look for work again when it releases the lease (see release_lease)."""
+        asked to look for work again when it releases the lease (see release_lease). TransientError when the
+        lease kept changing hands and neither could be done."""
         ...
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:

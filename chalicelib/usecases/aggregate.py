@@ -14,6 +14,7 @@ and the schedule is only the safety net. Only the sources that count (see source
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections import defaultdict
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.bars import INTERVALS, Bar, merge_all, window_start
-from ..domain.errors import LeaseLost
+from ..domain.errors import LeaseLost, TransientError
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..ports import (
@@ -109,6 +110,9 @@ class Aggregate:
         group = self._settings.symbols_per_run
         mine, rest = todo[:group], todo[group:]
         self._hand_on(rest, run)
+        # Runs for the same symbols start at different places, so they do not queue up behind each other.
+        offset = random.randrange(len(mine)) if mine else 0
+        mine = mine[offset:] + mine[:offset]
         unfinished = [symbol for symbol in mine if not self._symbol(symbol, run)]
         self._hand_on(unfinished, run)
         if run.revised:
@@ -136,7 +140,11 @@ class Aggregate:
         slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
         ttl_ns = self._settings.lease_seconds * NS_PER_S
         while True:
-            lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns)
+            try:
+                lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns)
+            except TransientError:
+                logger.warning("could not take or ask for a lease; handing the symbol on", extra={"symbol": symbol})
+                return False
             if lease is None:
                 run.counts["skipped_leased"] += 1
                 return True

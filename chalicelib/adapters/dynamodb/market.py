@@ -9,13 +9,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ...domain.bars import Bar
-from ...domain.errors import LeaseLost
+from ...domain.errors import LeaseLost, TransientError
 from ...ports import HOUR_NS, DirtyWindow, Lease, dirty_marks
 from .layout import all_shards, shard_of
 from .table import CONDITION_FAILED, Table, time_range
 
 # A transaction holds at most 100 items: the lease check and 99 writes.
 TRANSACTION_WRITES = 99
+LEASE_ATTEMPTS = 5
 
 
 def _lease_key(symbol: str) -> dict[str, Any]:
@@ -146,7 +147,7 @@ class MarketRecords:
     # One item per symbol: the token of the run that holds it and when it expires. Every bar write is a
     # transaction that checks the token, so a run whose lease passed to another cannot write.
     def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
-        for _ in range(3):
+        for _ in range(LEASE_ATTEMPTS):
             held = self._table.update_or_stored(
                 Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e REMOVE want",
                 ConditionExpression="attribute_not_exists(tok) OR exp < :now",
@@ -161,7 +162,7 @@ class MarketRecords:
                 ExpressionAttributeValues={":y": {"BOOL": True}, ":h": held["tok"]},
             ):
                 return None
-        return None
+        raise TransientError(f"the lease on {symbol} changed hands {LEASE_ATTEMPTS} times while it was asked for")
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
         return self._table.update_unless_failed(
