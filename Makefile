@@ -27,8 +27,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not e2e" $(ARGS)
 
-## bench: throughput of validation+aggregation and AWS requests per 1,000 ticks through the local stack,
-## then the peak memory of ingesting hostile files (decompression bombs, endless lines)
+## bench: throughput of validation+aggregation in-process, then scenarios through the local stack (rest, live,
+## backfill, breadth: time from the last request to bars ready, AWS requests and DynamoDB write units per 1,000
+## ticks, bars checked against the ticks), then the peak memory of ingesting hostile files (decompression bombs,
+## endless lines). ARGS go to scripts/bench.py, e.g. ARGS="--scenario rest --scenario live --live-seconds 20";
+## see `python scripts/bench.py --help`
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
 	$(PY) scripts/bombs.py

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -133,40 +134,42 @@ def bench_in_process(ticks: list[TickRow], runs: int = 3) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", action="append", choices=SCENARIO_NAMES, metavar="NAME",
                         help=f"run this scenario (repeatable; one of {', '.join(SCENARIO_NAMES)}; default: all)")
     parser.add_argument("--skip-stack", action="store_true", help="only the in-process benchmark")
+    d = " (default %(default)s)"
     sizes = parser.add_argument_group("rest (and inprocess)")
-    sizes.add_argument("--ticks", type=int, default=100_000, help="synthetic ticks")
-    sizes.add_argument("--symbols", type=int, default=5, help="symbols the ticks are spread over")
-    sizes.add_argument("--hours", type=float, default=6, help="time span of the ticks in hours")
+    sizes.add_argument("--ticks", type=int, default=100_000, help="synthetic ticks" + d)
+    sizes.add_argument("--symbols", type=int, default=5, help="symbols the ticks are spread over" + d)
+    sizes.add_argument("--hours", type=float, default=6, help="time span of the ticks in hours" + d)
     sizes.add_argument("--batch", type=int, default=5_000,
-                       help="ticks per POST /ingest in rest and breadth (5000: about 500 kB, under the body limit)")
+                       help="ticks per POST /ingest in rest and breadth (5000: about 500 kB, under the body limit)" + d)
     live = parser.add_argument_group("live")
-    live.add_argument("--live-seconds", type=float, default=60, help="how long the clients post")
-    live.add_argument("--live-threads", type=int, default=16, help="concurrent clients")
-    live.add_argument("--live-symbols", type=int, default=4, help="symbols")
-    live.add_argument("--live-max-ticks", type=int, default=10, help="ticks per request: 1 to this many")
+    live.add_argument("--live-seconds", type=float, default=60, help="how long the clients post" + d)
+    live.add_argument("--live-threads", type=int, default=16, help="concurrent clients" + d)
+    live.add_argument("--live-symbols", type=int, default=4, help="symbols" + d)
+    live.add_argument("--live-max-ticks", type=int, default=10, help="ticks per request: 1 to this many" + d)
     fill = parser.add_argument_group("backfill")
-    fill.add_argument("--backfill-ticks", type=int, default=1_000_000, help="ticks in the CSV file")
-    fill.add_argument("--backfill-symbols", type=int, default=5, help="symbols")
-    fill.add_argument("--backfill-days", type=float, default=30, help="time span in days")
+    fill.add_argument("--backfill-ticks", type=int, default=1_000_000, help="ticks in the CSV file" + d)
+    fill.add_argument("--backfill-symbols", type=int, default=5, help="symbols" + d)
+    fill.add_argument("--backfill-days", type=float, default=30, help="time span in days" + d)
     wide = parser.add_argument_group("breadth")
     wide.add_argument("--breadth-ticks", type=int, default=None, help="ticks (default: --ticks)")
-    wide.add_argument("--breadth-symbols", type=int, default=100, help="symbols")
-    wide.add_argument("--breadth-hours", type=float, default=1, help="time span in hours")
+    wide.add_argument("--breadth-symbols", type=int, default=100, help="symbols" + d)
+    wide.add_argument("--breadth-hours", type=float, default=1, help="time span in hours" + d)
     stack = parser.add_argument_group("the local stack")
     stack.add_argument("--schedule-seconds", type=float, default=300,
-                       help="period of the scheduled aggregator (300 as deployed; 5 makes a slow aggregator catch up)")
-    stack.add_argument("--poll-seconds", type=float, default=0.5, help="pause between the benchmark's polls")
+                       help="period of the scheduled aggregator (300 as deployed; a short one lets a slow aggregator "
+                            "catch up)" + d)
+    stack.add_argument("--poll-seconds", type=float, default=0.5, help="pause between the benchmark's polls" + d)
     stack.add_argument("--quiet-seconds", type=float, default=10,
-                       help="once the bars are ready, the recording stops after this long without a pipeline write")
+                       help="once the bars are ready, the recording stops after this long without a pipeline write"
+                            + d)
     stack.add_argument("--settle-seconds", type=float, default=120,
-                       help="... or after this long, if the pipeline keeps writing")
+                       help="... or after this long, if the pipeline keeps writing" + d)
     stack.add_argument("--timeout", type=float, default=1800,
-                       help="give up waiting for the bars of a scenario after this long (s)")
+                       help="give up waiting for the bars of a scenario after this long, in seconds" + d)
     stack.add_argument("--keep-logs", type=Path, default=None, metavar="DIR",
                        help="copy each scenario's stack log and reader log into DIR (<scenario>-localrun.log...)")
     args = parser.parse_args(argv)
@@ -178,8 +181,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds the with blocks: stacks stopped, temporary files removed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     started = time.monotonic()
     if "inprocess" in args.scenario:
         bench_in_process(synthetic_ticks(args.ticks, args.symbols, args.hours))

@@ -45,6 +45,7 @@ BATCH_WRITE_ITEMS = 25
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _HEAD_TARGET = re.compile(r'"X-Amz-Target": "([^"]+)"', re.IGNORECASE)
 _HEAD_METHOD = re.compile(r'"method": "([A-Z]+)"')
+_ENTRY_START = re.compile(r'(?=\{"headers": )')
 _TARGET_SERVICE = {"DynamoDB": "dynamodb", "AmazonSQS": "sqs", "AWSEvents": "events"}
 BIG_LINE = 1 << 20  # an entry this long is an upload: its body is skipped, not decoded
 
@@ -238,13 +239,14 @@ def _parse_line(line: str) -> dict[str, Any] | None:
 
 def _lines(path: Path, offset: int = 0) -> Iterator[tuple[str, int]]:
     """Complete lines from ``offset`` on, with the offset after each."""
-    with path.open("r", encoding="utf-8", errors="replace") as f:
+    with path.open("rb") as f:
         f.seek(offset)
         while True:
             line = f.readline()
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 return
-            yield line, f.tell()
+            offset += len(line)
+            yield line.decode("utf-8", "replace"), offset
 
 
 # ---------------------------------------------------------------------------------------------- a whole recording
@@ -256,6 +258,7 @@ class OpStats:
     write_units: int = 0
     condition_checks: int = 0
     consistent: int = 0
+    imputed: int = 0  # requests whose line the recorder damaged: counted, their write units imputed
 
 
 @dataclass
@@ -305,12 +308,16 @@ def tally(path: Path, events_queue: str, ingest_queue: str) -> Tally:
     out = Tally()
     if not path.exists():
         return out
+    damaged_keys: list[Key] = []
     for line, _ in _lines(path):
         entry = _parse_line(line)
         if entry is None:
             out.damaged += 1
-            for target in _HEAD_TARGET.findall(line):
-                out.damaged_targets[target] += 1
+            for head in _ENTRY_START.split(line):
+                target = _HEAD_TARGET.search(head[:8192])
+                if target:
+                    out.damaged_targets[target.group(1)] += 1
+                    damaged_keys.append(_damaged_key(head[:8192], target.group(1)))
             continue
         request = classify(entry, events_queue, ingest_queue)
         stats = out.stats((request.category, request.service, request.operation))
@@ -330,7 +337,24 @@ def tally(path: Path, events_queue: str, ingest_queue: str) -> Tally:
                 bodies = ([body.get("MessageBody", "")] if request.operation == "SendMessage"
                           else [e.get("MessageBody", "") for e in body.get("Entries", [])])
                 out.message_windows.extend(_ticks_windows(b) for b in bodies)
+    for key, count in Counter(damaged_keys).items():
+        # Counted, with the mean write units of the readable requests of the same kind.
+        stats = out.stats(key)
+        if stats.requests:
+            stats.write_units += round(stats.write_units * count / stats.requests)
+        elif key[1] == "dynamodb" and key[2] in DYNAMODB_WRITES:
+            stats.write_units += count
+        stats.requests += count
+        stats.imputed += count
     return out
+
+
+def _damaged_key(head: str, target: str) -> Key:
+    """(category, service, operation) of an entry of which only the head can be read."""
+    service = _TARGET_SERVICE.get(target.split("_")[0].split(".")[0], "?")
+    operation = target.rsplit(".", 1)[-1]
+    category = _origin(head) or ("poll" if operation == "ReceiveMessage" else "work")
+    return category, service, operation
 
 
 # ---------------------------------------------------------------------------------------------- watching it grow
@@ -346,14 +370,23 @@ class Watch:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = path.stat().st_size if path.exists() else 0
+        self.mid_line = self.offset > 0 and self._byte_before(self.offset) != b"\n"
         self.last_write = time.monotonic()
         self.recent: Counter[str] = Counter()
+
+    def _byte_before(self, offset: int) -> bytes:
+        with self.path.open("rb") as f:
+            f.seek(offset - 1)
+            return f.read(1)
 
     def poll(self) -> None:
         if not self.path.exists():
             return
         for line, offset in _lines(self.path, self.offset):
             self.offset = offset
+            if self.mid_line:  # the rest of an entry written before the watch began
+                self.mid_line = False
+                continue
             head = line[:8192]
             if _origin(head) is not None:
                 continue

@@ -307,6 +307,7 @@ class Readiness:
     signal: str = ""
     check: Check | None = None
     failed_checks: int = 0
+    last_status: str = ""  # the last status document polled, in short
 
 
 def ingestion_doc(reader: LocalStack, ingestion_id: str) -> dict[str, Any] | None:
@@ -342,7 +343,11 @@ def wait_ready(session: Session, ref: Reference, ingestion_ids: list[str], last_
             ingestion_id = watching[0]
             doc = ingestion_doc(reader, ingestion_id)
             if doc is None:
+                out.last_status = f"{ingestion_id}: not found yet"
                 break
+            chunks = doc.get("chunks") or {}
+            out.last_status = (f"{ingestion_id}: {doc.get('status')}, chunks {chunks.get('processed')}/"
+                               f"{chunks.get('total')}" + (f', bars {doc["bars"]}' if "bars" in doc else ""))
             if doc.get("status") in GIVEN_UP:
                 raise ScenarioError(f"ingestion {ingestion_id} is {doc.get('status')}: {doc.get('errors')}")
             if doc.get("status") == "processed":
@@ -374,8 +379,8 @@ def wait_ready(session: Session, ref: Reference, ingestion_ids: list[str], last_
                     complete_symbols += 1
                 complete = complete_symbols == len(ref.symbols)
             if complete and seen_complete is None:
-                seen_complete = now
-            if seen_complete is not None and now >= next_full:
+                seen_complete = time.monotonic()
+            if seen_complete is not None and time.monotonic() >= next_full:
                 out.check = full_check(reader, ref)
                 if out.check.ok:
                     out.ready_s = seen_complete - last_request
@@ -391,7 +396,7 @@ def wait_ready(session: Session, ref: Reference, ingestion_ids: list[str], last_
         time.sleep(options.poll_seconds)
 
 
-def settle(session: Session, options: Options) -> str:
+def settle(session: Session, options: Options, readiness: Readiness) -> str:
     """Wait until the pipeline has made no write request for quiet_seconds (at most settle_seconds)."""
     watch = Watch(session.recording)
     deadline = time.monotonic() + options.settle_seconds
@@ -401,8 +406,9 @@ def settle(session: Session, options: Options) -> str:
     session.recorder("stop-recording")
     if watch.quiet_for() < options.quiet_seconds:
         busy = ", ".join(f"{op} {n}" for op, n in watch.recent.most_common(4))
-        return (f"WARNING: the pipeline was still writing {options.settle_seconds:.0f}s after the bars were "
-                f"ready ({busy}); the counts stop there")
+        when = "the bars were ready" if readiness.ready_s is not None else "the timeout"
+        return (f"WARNING: the pipeline was still writing {options.settle_seconds:.0f}s after {when} ({busy}); "
+                "the counts stop there")
     return ""
 
 
@@ -449,8 +455,11 @@ def print_requests(t: Tally, ticks: int, bench_calls: int) -> None:
           f"made {bench_read:,} AWS requests ({detail or 'none'})"
           + (f"; its uploads and deletes: {bench_client:,}" if bench_client else ""))
     if t.damaged:
-        print(f"    WARNING: {t.damaged:,} recorded line(s) were not one JSON entry (concurrent writes of the "
-              f"recorder); their targets: {dict(t.damaged_targets.most_common(5))}")
+        imputed = sum(s.imputed for s in t.ops.values())
+        print(f"    note: {t.damaged:,} recorded line(s) were not one JSON entry (moto's recorder writes entries from "
+              f"concurrent threads without a lock, so long ones can interleave): the {imputed:,} request(s) whose "
+              f"head could be read are counted above, with the mean write units of their operation "
+              f"({', '.join(f'{op} {n}' for op, n in t.damaged_targets.most_common(4))})")
 
 
 def print_readiness(r: Readiness, ref: Reference, what: str, timeout: float) -> None:
@@ -461,7 +470,8 @@ def print_readiness(r: Readiness, ref: Reference, what: str, timeout: float) -> 
         print(f"    {what} → bars ready: {r.ready_s:.1f}s (seen when {r.signal}; confirmed by a full comparison "
               f"of {confirm:.1f}s{earlier})")
     else:
-        print(f"    {what} → bars ready: not within the timeout ({timeout:.0f}s)")
+        print(f"    {what} → bars ready: not within the timeout ({timeout:.0f}s); last status polled: "
+              f"{r.last_status or '-'}")
     print(f'    GET /ingestions/{{id}} "bars" field: {status}'
           + (f'; "ready" after {r.status_ready_s:.1f}s' if r.status_ready_s is not None else ""))
     if r.field and r.status_ready_s is not None and r.ready_s is not None and r.status_ready_s + 1 < r.ready_s:
@@ -536,7 +546,7 @@ def run_rest(name: str, ticks: list[TickRow], batch: int, options: Options, desc
         last = time.monotonic()
         print(f"    POSTs: {last - started:.1f}s ({n / (last - started):,.0f} ticks/s accepted)", flush=True)
         readiness = wait_ready(session, ref, ids, last, options)
-        warning = settle(session, options)
+        warning = settle(session, options, readiness)
         t = session.tally()
         print_readiness(readiness, ref, "last response", options.timeout)
         print_requests(t, n, session.reader.calls)
@@ -663,7 +673,7 @@ def live(args: argparse.Namespace) -> Result:
               flush=True)
         watched = [ingestion_id for _, ingestion_id in done[-STATUS_WATCH:]]
         readiness = wait_ready(session, ref, watched, last, options)
-        warning = settle(session, options)
+        warning = settle(session, options, readiness)
         t = session.tally()
         print_readiness(readiness, ref, "last response", options.timeout)
         print_requests(t, n, session.reader.calls)
@@ -705,12 +715,12 @@ def backfill(args: argparse.Namespace) -> Result:
             print(f"    upload: {uploaded - started:.1f}s (s3://{bucket}/{key}, ingestion {ingestion_id})", flush=True)
             try:
                 readiness = wait_ready(session, ref, [ingestion_id], uploaded, options, need_processed=True)
-                warning = settle(session, options)
+                warning = settle(session, options, readiness)
             finally:
                 session.s3.delete_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))
             t = session.tally()
-            if readiness.processed_s is not None:
-                print(f'    end of upload → ingestion "processed": {readiness.processed_s:.1f}s')
+            processed = "not within the timeout" if readiness.processed_s is None else f"{readiness.processed_s:.1f}s"
+            print(f'    end of upload → ingestion "processed": {processed}')
             print_readiness(readiness, ref, "end of upload", options.timeout)
             if readiness.processed_s and readiness.ready_s is not None:
                 print(f"    bars ready / processed: {readiness.ready_s / readiness.processed_s:.2f}×")
