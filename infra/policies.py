@@ -56,8 +56,7 @@ _AGGREGATE = (
     # Bars are written by TransactWriteItems (a ConditionCheck of the symbol's lease, then Puts and Deletes),
     # which IAM authorises as the actions inside it.
     Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
-                    "dynamodb:DeleteItem",
-                    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
+                    "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
     _LATEST_VERSION,
     Grant("PublishBarsRevised", ("events:PutEvents",), EVENT_BUS, detail_type=BARS_REVISED),
     Grant("HandOn", ("events:PutEvents",), EVENT_BUS, detail_type=AGGREGATION_PENDING),
@@ -90,7 +89,7 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
         Grant("PublishTicksProcessed", ("events:PutEvents",), EVENT_BUS, detail_type=TICKS_PROCESSED),
     ),
     # Dirty marks, partials and bars (Query, BatchGetItem), the symbol's lease (UpdateItem), bars (TransactWriteItems),
-    # marks (BatchWriteItem delete), symbols (UpdateItem), whether a file's version still counts (GetItem,
+    # marks (BatchWriteItem delete), symbols (UpdateItem), whether a source still counts (BatchGetItem of ingestions,
     # ListBucketVersions), the BarsRevised event, and AggregationPending to hand symbols on.
     AGGREGATOR: _AGGREGATE,
     AGGREGATOR_SCHEDULE: _AGGREGATE,

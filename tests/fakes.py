@@ -92,6 +92,10 @@ class MemoryStateStore:
     def get_ingestion_meta(self, ingestion_id: str) -> Ingestion | None:
         return self.get_ingestion(ingestion_id)[0]
 
+    def get_ingestion_metas(self, ingestion_ids: Iterable[str]) -> dict[str, Ingestion]:
+        found = {i: self.get_ingestion_meta(i) for i in set(ingestion_ids)}
+        return {i: ingestion for i, ingestion in found.items() if ingestion is not None}
+
     def get_ingestion(self, ingestion_id: str) -> tuple[Ingestion | None, list[ChunkRecord]]:
         meta = self.ingestions.get(ingestion_id)
         chunks = self.chunk_results.get(ingestion_id, {})

@@ -212,10 +212,12 @@ class Aggregate:
         symbol = lease.symbol
         wanted = set(minutes)
         grouped: dict[int, list[Bar]] = defaultdict(list)
-        for lo, hi in _ranges(minutes, RANGE_GAP_NS):
-            for source, partial in self._partials.query_partials(symbol, lo, hi):
-                if partial.start_ns in wanted and self._sources.counts(source, run.live):
-                    grouped[partial.start_ns].append(partial)
+        partials = [row for lo, hi in _ranges(minutes, RANGE_GAP_NS)
+                    for row in self._partials.query_partials(symbol, lo, hi) if row[1].start_ns in wanted]
+        self._sources.learn((source for source, _ in partials), run.live)
+        for source, partial in partials:
+            if self._sources.counts(source, run.live):
+                grouped[partial.start_ns].append(partial)
         fresh: dict[int, Bar | None] = {m: merge_all(grouped[m], "1m", m) if m in grouped else None
                                         for m in minutes}
         latest = max((m for m, b in fresh.items() if b is not None), default=None)

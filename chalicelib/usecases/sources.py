@@ -9,7 +9,7 @@ a replaced version counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..domain.ingestion import ChunkResult, Ingestion, Source, Status, ingestion_of, real_version
 from ..ports import DirtyWindowStore, IngestionStore, ObjectStore, PartialStore
@@ -36,14 +36,24 @@ class Sources:
         """Whether a partial's source counts; ``known`` caches the answer per ingestion for one run."""
         ingestion_id = ingestion_of(source)
         if ingestion_id not in known:
-            ingestion = self._ingestions.get_ingestion_meta(ingestion_id)
-            if ingestion is None:
-                known[ingestion_id] = True
-            elif ingestion.source is Source.S3:
-                known[ingestion_id] = ingestion.status is not Status.FAILED and not self.superseded(ingestion)
-            else:
-                known[ingestion_id] = ingestion.status is not Status.FAILED
+            known[ingestion_id] = self._verdict(self._ingestions.get_ingestion_meta(ingestion_id))
         return known[ingestion_id]
+
+    def learn(self, sources: Iterable[str], known: dict[str, bool]) -> None:
+        """Find out at once (batched reads) whether the ingestions of these sources count, into ``known``."""
+        wanted = {ingestion_of(source) for source in sources} - set(known)
+        if not wanted:
+            return
+        found = self._ingestions.get_ingestion_metas(wanted)
+        for ingestion_id in wanted:
+            known[ingestion_id] = self._verdict(found.get(ingestion_id))
+
+    def _verdict(self, ingestion: Ingestion | None) -> bool:
+        if ingestion is None:
+            return True
+        if ingestion.source is Source.S3:
+            return ingestion.status is not Status.FAILED and not self.superseded(ingestion)
+        return ingestion.status is not Status.FAILED
 
     def windows_of(self, ingestion_id: str) -> set[tuple[str, int]]:
         """The (symbol, minute) windows holding partials of the ingestion's processed chunks."""

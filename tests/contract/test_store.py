@@ -47,6 +47,15 @@ def test_creating_an_ingestion_twice_answers_the_first_one(store: Any) -> None:
     assert store.get_ingestion_meta("s3-0a") == INGESTION
 
 
+def test_ingestion_records_are_read_many_at_once(store: Any) -> None:
+    records = [INGESTION.but(ingestion_id=f"api-{n:03d}", source=Source.API, object=None) for n in range(130)]
+    for record in records:
+        store.put_ingestion(record)
+    found = store.get_ingestion_metas([r.ingestion_id for r in records] + ["api-none", "api-000"])
+    assert found == {r.ingestion_id: r for r in records}
+    assert store.get_ingestion_metas([]) == {}
+
+
 def test_ingestion_records_round_trip_with_their_chunks_in_order(store: Any) -> None:
     record = INGESTION.but(status=Status.QUEUED, chunks=3, rejected=1, format="csv",
                            errors=(RecordError("line 9", "-", "is longer than the limit"),))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from ...domain.errors import TransientError
@@ -64,6 +65,16 @@ class IngestionRecords:
     def get_ingestion_meta(self, ingestion_id: str) -> Ingestion | None:
         item = self._table.get(f"I#{ingestion_id}", "META")
         return Ingestion.from_doc(json.loads(item["doc"]["S"])) if item else None
+
+    def get_ingestion_metas(self, ingestion_ids: Iterable[str]) -> dict[str, Ingestion]:
+        ids = sorted(set(ingestion_ids))
+        out: dict[str, Ingestion] = {}
+        for i in range(0, len(ids), 100):
+            keys = [{"pk": {"S": f"I#{x}"}, "sk": {"S": "META"}} for x in ids[i : i + 100]]
+            for item in self._table.batch_get(keys):
+                ingestion = Ingestion.from_doc(json.loads(item["doc"]["S"]))
+                out[ingestion.ingestion_id] = ingestion
+        return out
 
     def get_ingestion(self, ingestion_id: str) -> tuple[Ingestion | None, list[ChunkRecord]]:
         meta = None
