@@ -1,8 +1,14 @@
-"""`python -m localrun`: start the emulator, provision the stage, serve the API, deliver events. Ctrl-C stops."""
+"""`python -m localrun`: start the emulator, provision the stage, serve the API, deliver events. Ctrl-C stops.
+
+The state (objects with their versions, the table, the queues) is kept in .local-state/<stage>/ and restored
+at the next start; --fresh starts empty (the old folder is moved aside), --ephemeral keeps nothing.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import errno
 import importlib
 import os
 import signal
@@ -14,10 +20,51 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from .stage import LOCAL_CREDENTIALS, PROJECT_ROOT, stage_environment
 
 TRUE_VALUES = ("1", "true", "yes", "on")
+STATE_ROOT = PROJECT_ROOT / ".local-state"
+EMULATOR_STOP_TIMEOUT_S = 120  # its last save: a big table takes a few seconds
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: its own session (a terminal's Ctrl-C reaches only the runner, which stops the
+    children in order), and SIGTERM when the runner dies, however it dies (Linux)."""
+    os.setsid()
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the runner died before prctl took effect
+        os._exit(1)
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT is no clash
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def check_ports(host: str, wanted: list[tuple[int, str, str]]) -> str | None:
+    """The first port (of (port, what, option)) that something else holds, as one line; None if all are free."""
+    seen: dict[int, str] = {}
+    for port, what, option in wanted:
+        if port in seen:
+            return f"the {what} and the {seen[port]} cannot share port {port}; choose another with {option} N"
+        seen[port] = what
+        if _port_in_use(host, port):
+            return (f"port {port} on {host} is in use (wanted for the {what}); stop what holds it or choose another "
+                    f"port with {option} N (make run ARGS='{option} N')")
+    return None
 
 
 def _free_port(host: str) -> int:
@@ -58,17 +105,107 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=env.get("REQUIRE_SIGV4", "").strip().lower() in TRUE_VALUES,
                         help="require AWS SigV4 (service execute-api, the emulator's credentials) on every API "
                              "request, as API Gateway's IAM authorization does (env REQUIRE_SIGV4=1)")
+    parser.add_argument("--state-dir", type=Path, default=env.get("LOCAL_STATE_DIR"),
+                        help="where the emulator keeps its state (env LOCAL_STATE_DIR, default .local-state/STAGE)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start empty: the state folder is moved aside (to STATE_DIR.old-<time>), not deleted")
+    parser.add_argument("--ephemeral", action="store_true",
+                        help="keep no state: start empty and forget everything at the stop")
+    parser.add_argument("--save-seconds", type=float, default=float(env.get("SAVE_SECONDS", "2")),
+                        help="the emulator saves what changed this often (env SAVE_SECONDS, default 2)")
+    parser.add_argument("--no-api", action="store_true",
+                        help="start the emulator and the driver only, to run `chalice local` yourself "
+                             "(make emulator); the banner prints the command")
     return parser.parse_args(argv)
+
+
+def _state_dir(args: argparse.Namespace) -> Path | None:
+    if args.ephemeral:
+        return None
+    return Path(args.state_dir) if args.state_dir else STATE_ROOT / args.stage
+
+
+def _banner(args: argparse.Namespace, settings: Any, endpoint: str, api_url: str, state: Path | None) -> str:
+    region = settings.region
+    key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    aws_env = f"AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION={region}"
+    if args.require_sigv4:
+        curl = f"awscurl --service execute-api --region {region} --access_key {key} --secret_key {secret}"
+        auth = (f"\n  API auth        AWS SigV4 required (service execute-api, region {region}, "
+                f"access key {key}, secret {secret});\n"
+                f"                  unsigned or wrongly signed requests get 403, as with API Gateway IAM auth")
+    else:
+        curl, auth = "curl", ""
+    kept = (f"kept in {_shown(state)} (restored at the next start; --fresh starts empty)" if state
+            else "not kept (--ephemeral)")
+    if args.no_api:
+        api_line = ("  REST API        not served (--no-api); in another terminal:\n"
+                    f"                  AWS_ENDPOINT_URL={endpoint} {aws_env} API_BASE_URL={api_url} \\\n"
+                    f"                  .venv/bin/chalice local --stage {args.stage} --port {args.api_port}")
+    else:
+        api_line = f"  REST API        {api_url}{auth}"
+    cli_port = "" if args.emulator_port == 5000 else f" EMULATOR_PORT={args.emulator_port}"
+    stage = "" if args.stage == "dev" else f" STAGE={args.stage}"
+    return f"""
+Market-data pipeline running locally (stage {args.stage})
+{api_line}
+  AWS emulator    {endpoint}
+  bucket          {settings.bucket_name}
+  table           {settings.table_name}
+  state           {kept}
+  schedule        aggregator every {args.schedule_seconds:g}s (and on every TicksProcessed event)
+
+Try:
+  {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' \\
+       -d '{{"symbol":"AAPL","price":150.25,"volume":100}}'
+  {aws_env} \\
+       aws s3 cp examples/coinbase-btc-usd.csv s3://{settings.bucket_name}/incoming/ --endpoint-url {endpoint}
+  {curl} '{api_url}/bars?symbol=AAPL&interval=1m'
+  {curl} '{api_url}/symbols'
+  open {api_url}/chart                          (candles; ?symbol=AAPL&interval=5m)
+  make local-cli{cli_port}{stage} ARGS='dlq list'          (operator commands: ARGS=--help)
+
+Ctrl-C stops everything.
+"""
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _stop_process(process: subprocess.Popen, timeout: float) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     endpoint = f"http://{args.host}:{args.emulator_port}"
     api_url = f"http://{args.host}:{args.api_port}"
+    clash = check_ports(args.host, [(args.emulator_port, "AWS emulator", "--emulator-port"),
+                                    (args.api_port, "REST API", "--api-port")])
+    if clash:
+        print(clash, file=sys.stderr, flush=True)
+        return 2
+    state = _state_dir(args)
+    if state is not None and args.fresh:
+        from .persistence import move_aside
+
+        moved = move_aside(state)
+        if moved is not None:
+            print(f"--fresh: the previous state is now in {_shown(moved)}", flush=True)
     os.environ.update(stage_environment(args.stage, endpoint))
     os.environ["API_BASE_URL"] = api_url  # the status_url of POST /ingest
     bin_dir = Path(sys.executable).parent
-    processes: list[subprocess.Popen] = []
+    processes: list[tuple[str, subprocess.Popen]] = []
     stop = threading.Event()
 
     def shutdown(*_: object) -> None:
@@ -76,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGHUP, shutdown)
     driver = None
     proxy = None
+    outcome = "stopped"
     try:
-        moto = subprocess.Popen(
-            [sys.executable, "-m", "localrun.emulator", "-H", args.host, "-p", str(args.emulator_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=PROJECT_ROOT,
-        )
-        processes.append(moto)
+        command = [sys.executable, "-m", "localrun.emulator", "-H", args.host, "-p", str(args.emulator_port),
+                   "--region", os.environ["AWS_DEFAULT_REGION"], "--save-seconds", str(args.save_seconds)]
+        if state is not None:
+            command += ["--state-dir", str(state)]
+        moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT,
+                                preexec_fn=_die_with_parent)  # only os and prctl calls before exec
+        processes.append(("emulator", moto))
         _wait_http(f"{endpoint}/moto-api/", moto, "the AWS emulator (moto)")
 
         import boto3
@@ -103,75 +244,48 @@ def main(argv: list[str] | None = None) -> int:
                     if isinstance(s, CloudWatchEventConfig)}
         names = provision(settings, patterns, session)
 
-        # With --require-sigv4, chalice local (which ignores IAM authorizers) moves to an internal port and
-        # a verifying proxy takes the API port.
-        chalice_port = _free_port(args.host) if args.require_sigv4 else args.api_port
-        chalice = subprocess.Popen(
-            [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(chalice_port),
-             "--stage", args.stage, "--no-autoreload"],
-            cwd=PROJECT_ROOT, env=os.environ.copy(),
-        )
-        processes.append(chalice)
-        _wait_http(f"http://{args.host}:{chalice_port}/symbols", chalice, "chalice local")
-        if args.require_sigv4:
-            from .sigv4_proxy import Secret, start_proxy
+        if not args.no_api:
+            # With --require-sigv4, chalice local (which ignores IAM authorizers) moves to an internal port and
+            # a verifying proxy takes the API port.
+            chalice_port = _free_port(args.host) if args.require_sigv4 else args.api_port
+            chalice = subprocess.Popen(
+                [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(chalice_port),
+                 "--stage", args.stage, "--no-autoreload"],
+                cwd=PROJECT_ROOT, env=os.environ.copy(), preexec_fn=_die_with_parent,
+            )
+            processes.append(("chalice local", chalice))
+            _wait_http(f"http://{args.host}:{chalice_port}/symbols", chalice, "chalice local")
+            if args.require_sigv4:
+                from .sigv4_proxy import Secret, start_proxy
 
-            keys = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: Secret(LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                                                                   LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"])}
-            proxy = start_proxy(args.host, args.api_port, (args.host, chalice_port), keys, settings.region)
+                keys = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: Secret(LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                                                                       LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"])}
+                proxy = start_proxy(args.host, args.api_port, (args.host, chalice_port), keys, settings.region)
 
         driver = Driver(app_module, session, settings.region, names["queue_url"], names["events_queue_url"],
-                        settings.report_batch_item_failures, args.schedule_seconds, args.processor_threads)
+                        settings.report_batch_item_failures, args.schedule_seconds, args.processor_threads,
+                        schedule_at_start=True)
         driver.start()
-        bucket = settings.bucket_name
-        key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        if args.require_sigv4:
-            curl = f"awscurl --service execute-api --region {settings.region} --access_key {key} --secret_key {secret}"
-            auth = (f"\n  API auth        AWS SigV4 required (service execute-api, region {settings.region}, "
-                    f"access key {key}, secret {secret});\n"
-                    f"                  unsigned or wrongly signed requests get 403, as with API Gateway IAM auth")
-        else:
-            curl, auth = "curl", ""
-        print(f"""
-Market-data pipeline running locally (stage {args.stage})
-  REST API        {api_url}{auth}
-  AWS emulator    {endpoint}
-  bucket          {bucket}
-  table           {settings.table_name}
-  schedule        aggregator every {args.schedule_seconds:g}s (and on every TicksProcessed event)
-
-Try:
-  {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' \\
-       -d '{{"symbol":"AAPL","price":150.25,"volume":1000000}}'
-  AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \\
-       aws s3 cp trades.csv s3://{bucket}/incoming/trades.csv --endpoint-url {endpoint}
-  {curl} '{api_url}/bars?symbol=AAPL&interval=1m'
-  {curl} '{api_url}/symbols'
-  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \\
-       python -m chalicelib.cli --stage {args.stage} dlq list      (operator commands: --help)
-
-Ctrl-C stops everything.
-""", flush=True)
+        print(_banner(args, settings, endpoint, api_url, state), flush=True)
         while not stop.wait(0.5):
-            for process in processes:
+            for what, process in processes:
                 if process.poll() is not None:
-                    print(f"a component exited (code {process.returncode}); stopping", file=sys.stderr)
+                    print(f"{what} exited (code {process.returncode}); stopping", file=sys.stderr, flush=True)
+                    outcome = f"stopped because {what} exited"
                     stop.set()
-        return 0
+        return 0 if outcome == "stopped" else 1
     finally:
+        # Stop in order: nothing new comes in, invocations finish, then the emulator saves and exits.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if proxy is not None:
             proxy.stop()
         if driver is not None:
             driver.stop()
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        print("stopped", flush=True)
+        for what, process in reversed(processes):
+            _stop_process(process, EMULATOR_STOP_TIMEOUT_S if what == "emulator" else 10)
+        emulator = dict(processes).get("emulator")
+        saved = (state is not None and emulator is not None and emulator.returncode == 0)
+        print(f"{outcome}; state saved in {_shown(state)}" if saved and state is not None else outcome, flush=True)
 
 
 if __name__ == "__main__":

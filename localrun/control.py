@@ -215,19 +215,25 @@ def stop_local_stack(process: subprocess.Popen) -> None:
 def start_local_stack(log_path: Path, schedule_seconds: float = SCHEDULE_SECONDS,
                       extra_env: dict[str, str] | None = None,
                       timeout: float = STARTUP_TIMEOUT_S, extra_args: tuple[str, ...] = (),
-                      ready_statuses: tuple[int, ...] = (200,)) -> LocalStack:
+                      ready_statuses: tuple[int, ...] = (200,), state_dir: Path | None = None,
+                      ports: tuple[int, int] | None = None) -> LocalStack:
     """Start `python -m localrun` on free ports and wait until the API answers and the driver runs.
 
     ``extra_args`` go to localrun's command line; GET /symbols answering one of ``ready_statuses`` means
-    ready (e.g. 403 as well with --require-sigv4, where this module's unsigned request is refused).
+    ready (e.g. 403 as well with --require-sigv4, where this module's unsigned request is refused). The stack
+    keeps no state unless ``state_dir`` is given; ``ports`` (emulator, API) are free ones unless given.
     """
-    emulator_port, api_port = free_port(), free_port()
-    while api_port == emulator_port:
-        api_port = free_port()
+    if ports is not None:
+        emulator_port, api_port = ports
+    else:
+        emulator_port, api_port = free_port(), free_port()
+        while api_port == emulator_port:
+            api_port = free_port()
+    state_args = ("--state-dir", str(state_dir)) if state_dir is not None else ("--ephemeral",)
     log = open(log_path, "wb")  # noqa: SIM115 - the child writes to it for the whole session
     process = subprocess.Popen(
         [sys.executable, "-m", "localrun", "--emulator-port", str(emulator_port), "--api-port", str(api_port),
-         "--schedule-seconds", str(schedule_seconds), *extra_args],
+         "--schedule-seconds", str(schedule_seconds), *state_args, *extra_args],
         cwd=REPO_ROOT, env=child_environment(extra_env), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )

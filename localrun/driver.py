@@ -8,7 +8,7 @@
 - Each function has its own lane of workers, as each Lambda function scales on its own: an S3 event never
   waits behind aggregations, and several aggregator invocations run at once (they coordinate through the
   symbols' leases, as in AWS). A lane that is full hands the event back to the queue for a moment.
-- The schedule is a timer.
+- The schedule is a timer (optionally run once at start, to catch up on a restored state).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ LANE_WORKERS = {"DataIngestion": 2, "DataAggregator": 4}
 class Driver:
     def __init__(self, app_module: ModuleType, session: Any, region: str, queue_url: str, events_queue_url: str,
                  report_batch_item_failures: bool, schedule_seconds: float, processor_threads: int = 2,
-                 lane_workers: dict[str, int] | None = None) -> None:
+                 lane_workers: dict[str, int] | None = None, schedule_at_start: bool = False) -> None:
         self._app = app_module
         self._sqs = session.client("sqs", region_name=region)
         self._region = region
@@ -41,6 +41,7 @@ class Driver:
         self._queue_arn = self._arn(queue_url)
         self._report_item_failures = report_batch_item_failures
         self._schedule_seconds = schedule_seconds
+        self._schedule_at_start = schedule_at_start
         self._processor_threads = processor_threads
         self._stop = threading.Event()
         self._lane_workers = {**LANE_WORKERS, **(lane_workers or {})}
@@ -188,6 +189,9 @@ class Driver:
             thread.start()
 
     def _schedule_loop(self) -> None:
+        # At start, a restored stack catches up at once on what was left dirty when it stopped.
+        if self._schedule_at_start and not self._stop.is_set():
+            self.run_schedules()
         while not self._stop.wait(self._schedule_seconds):
             self.run_schedules()
 

@@ -1,0 +1,376 @@
+"""The emulator's state on disk: what the local stack restores when it starts again.
+
+A snapshot holds three of the emulator's services, as moto keeps them: S3 (buckets, every version of every
+object with its version id, delete markers, metadata), DynamoDB (tables and items) and SQS (queues and their
+messages, with receive counts). Everything else is provisioned again at every start, from the same
+definitions.
+
+- **Consistent.** A snapshot is taken with every request to the emulator held back (requests run shared,
+  the snapshot exclusive), so it never holds a processor's partials without the message it deleted, or the
+  reverse. It is written to new files, then one small manifest names them (an atomic rename): a crash
+  during a save leaves the previous snapshot whole.
+- **Cheap when idle, incremental for objects.** Only the services that received a write since the last
+  save are written again. Object bytes go to one file per object version, written once: versions never
+  change, so a 1 GiB object is copied once, not at every save.
+- **Versioned.** The manifest names its layout and the moto version that wrote it; a snapshot of another
+  layout or moto version is refused with a message saying what to run, never misread.
+
+Restoring puts the objects back as they were (same version ids, hence the same ingestion ids) without any
+S3 event: nothing is delivered or ingested again. Messages that were in flight become visible again, as
+their visibility timeout would have made them in AWS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import moto
+from moto.backends import get_backend
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import FakeKey
+
+LAYOUT = 1
+MANIFEST = "manifest.json"
+BLOBS = "objects"
+# (moto service, the backend key: S3's backend is per partition, the others per region)
+SERVICES = ("s3", "dynamodb", "sqs")
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
+class StateRefused(Exception):
+    """The state folder holds a snapshot this emulator cannot read."""
+
+
+class SharedExclusiveLock:
+    """Many requests at once (shared), or one snapshot alone (exclusive); a waiting snapshot goes first."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._exclusive or self._waiting:
+                self._cond.wait()
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    def hold(self) -> None:
+        """Take the lock exclusively, for good: the process is about to exit."""
+        with self._cond:
+            self._waiting += 1
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._waiting -= 1
+            self._exclusive = True
+
+    def release(self) -> None:
+        with self._cond:
+            self._exclusive = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def _fresh_lock(kind: str) -> Any:
+    return threading.RLock() if kind == "rlock" else threading.Lock()
+
+
+def _fresh_condition() -> threading.Condition:
+    return threading.Condition()
+
+
+def _rebuild_dict(cls: type, items: list[tuple[Any, Any]], attributes: dict[str, Any]) -> dict[Any, Any]:
+    made = cls.__new__(cls)
+    for key, value in items:
+        dict.__setitem__(made, key, value)
+    made.__dict__.update(attributes)
+    return made
+
+
+def _blob_name(key: FakeKey) -> str:
+    identity = "\0".join(str(part) for part in (
+        key.bucket_name, key.name, key._version_id, key._etag, key.last_modified.isoformat(),
+        getattr(key, "contentsize", 0)))
+    return hashlib.sha256(identity.encode()).hexdigest()
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a moto backend; object bytes go to blob files (written once), locks are made again on load."""
+
+    def __init__(self, file: io.BytesIO, blobs: Path, referenced: set[str]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._blobs = blobs
+        self._referenced = referenced
+
+    def persistent_id(self, obj: Any) -> Any:
+        if not isinstance(obj, FakeKey):
+            return None
+        state = {k: v for k, v in obj.__dict__.items() if k not in ("_value_buffer", "lock")}
+        name = _blob_name(obj)
+        path = self._blobs / name
+        if not path.exists() and not obj.disposed:
+            partial = path.with_suffix(".partial")
+            with obj.lock, open(partial, "wb") as out:
+                obj._value_buffer.seek(0)
+                shutil.copyfileobj(obj._value_buffer, out, _COPY_CHUNK)
+            os.replace(partial, path)
+        self._referenced.add(name)
+        return ("s3-object", type(obj), state, name)
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCK_TYPES):
+            return _fresh_lock, ("rlock" if isinstance(obj, type(threading.RLock())) else "lock",)
+        if isinstance(obj, threading.Condition):
+            return _fresh_condition, ()
+        if isinstance(obj, dict) and type(obj).__module__.startswith("moto."):
+            # moto's dict subclasses redefine __setitem__ (S3's version store appends to a key's versions), which
+            # pickle calls on load: store and restore the raw entries instead.
+            return _rebuild_dict, (type(obj), list(dict.items(obj)), dict(getattr(obj, "__dict__", {})))
+        return NotImplemented
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BufferedReader, blobs: Path) -> None:
+        super().__init__(file)
+        self._blobs = blobs
+
+    def persistent_load(self, pid: Any) -> Any:
+        kind, cls, state, name = pid
+        if kind != "s3-object":
+            raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
+        key = cls.__new__(cls)
+        key.__dict__.update(state)
+        key.lock = threading.Lock()
+        key._value_buffer = tempfile.SpooledTemporaryFile(max_size=key._max_buffer_size)  # noqa: SIM115 - the key owns it
+        path = self._blobs / name
+        if path.exists():
+            with open(path, "rb") as blob:
+                shutil.copyfileobj(blob, key._value_buffer, _COPY_CHUNK)
+        return key
+
+
+def _backend_slot(service: str, region: str) -> tuple[Any, str]:
+    """The per-account dict that holds the service's backend, and the key of the one the stack uses."""
+    accounts = get_backend(service)  # type: ignore[call-overload]
+    account = accounts[DEFAULT_ACCOUNT_ID]
+    return account, ("aws" if service == "s3" else region)
+
+
+def moto_version() -> str:
+    return str(moto.__version__)
+
+
+class StateStore:
+    """One stage's snapshot folder: load it at start, save it while running and at the stop."""
+
+    def __init__(self, directory: Path, region: str) -> None:
+        self.directory = directory
+        self.region = region
+        self._blobs = directory / BLOBS
+        self._generation = 0
+        self._files: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ reading
+    def manifest(self) -> dict[str, Any] | None:
+        path = self.directory / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise StateRefused(f"{path} cannot be read ({exc}); start with --fresh to begin empty") from exc
+        layout, version = manifest.get("layout"), manifest.get("moto")
+        if layout != LAYOUT or version != moto_version():
+            raise StateRefused(
+                f"{self.directory} holds state of another layout (layout {layout}, moto {version}; this emulator "
+                f"reads layout {LAYOUT}, moto {moto_version()}). Start with --fresh to begin empty "
+                f"(the old state is moved aside, not deleted).")
+        return manifest
+
+    def load(self) -> dict[str, int]:
+        """Put the saved services back into this process's moto; returns what was restored, by service."""
+        manifest = self.manifest()
+        if manifest is None:
+            return {}
+        restored: dict[str, int] = {}
+        self._generation = int(manifest["generation"])
+        for service, entry in manifest["services"].items():
+            with open(self.directory / entry["file"], "rb") as file:
+                backend = _Unpickler(file, self._blobs).load()  # type: ignore[arg-type]
+            account, slot = _backend_slot(service, self.region)
+            account[slot] = backend
+            _after_restore(service, backend)
+            self._files[service] = entry
+            restored[service] = entry.get("items", 0)
+        return restored
+
+    # ------------------------------------------------------------------ writing
+    def capture(self, services: set[str]) -> dict[str, tuple[bytes, set[str], int]]:
+        """Pickle the given services as they are now (call with every request held back)."""
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        out: dict[str, tuple[bytes, set[str], int]] = {}
+        for service in services:
+            account, slot = _backend_slot(service, self.region)
+            backend = account[slot]
+            buffer = io.BytesIO()
+            referenced: set[str] = set()
+            _Pickler(buffer, self._blobs, referenced).dump(backend)
+            out[service] = (buffer.getvalue(), referenced, _count(service, backend))
+        return out
+
+    def write(self, captured: dict[str, tuple[bytes, set[str], int]]) -> None:
+        """Write captured services as a new generation, then switch the manifest to it atomically."""
+        if not captured:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._generation += 1
+        files = dict(self._files)
+        for service, (data, referenced, items) in captured.items():
+            name = f"{service}-{self._generation}.pickle"
+            _write_atomic(self.directory / name, data)
+            files[service] = {"file": name, "objects": sorted(referenced), "items": items}
+        manifest = {"layout": LAYOUT, "moto": moto_version(), "generation": self._generation,
+                    "saved_at": time.time(), "services": files}
+        _write_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+        self._files = files
+        self._collect()
+
+    def _collect(self) -> None:
+        """Delete the pickles and object files the manifest no longer names."""
+        keep = {entry["file"] for entry in self._files.values()} | {MANIFEST}
+        for path in self.directory.glob("*.pickle"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        blobs = {name for entry in self._files.values() for name in entry.get("objects", ())}
+        if self._blobs.exists():
+            for path in self._blobs.iterdir():
+                if path.name not in blobs:
+                    path.unlink(missing_ok=True)
+
+
+def _after_restore(service: str, backend: Any) -> None:
+    if service == "s3":
+        # moto finds a bucket's owner through an index beside the backends: the buckets are ours again.
+        accounts = get_backend("s3")  # type: ignore[call-overload]
+        for name in backend.buckets:
+            accounts.bucket_accounts[name] = ("aws", DEFAULT_ACCOUNT_ID)
+    elif service == "sqs":
+        # In flight when the stack stopped: nobody holds them now, so they are delivered again at once.
+        for queue in backend.queues.values():
+            for message in queue._messages:
+                message.visible_at = 0.0
+
+
+def _count(service: str, backend: Any) -> int:
+    """A size for the log: object versions, items or messages."""
+    try:
+        if service == "s3":
+            return sum(len(versions) for bucket in backend.buckets.values()
+                       for _, versions in bucket.keys.iterlists())
+        if service == "dynamodb":
+            return sum(sum(1 for _ in table.all_items()) for table in backend.tables.values())
+        if service == "sqs":
+            return sum(len(queue._messages) for queue in backend.queues.values())
+    except Exception:  # a count for a log line must never stop a save
+        return 0
+    return 0
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
+def move_aside(directory: Path) -> Path | None:
+    """--fresh: keep the old state beside, under a dated name, and start from an empty folder."""
+    if not directory.exists() or not any(directory.iterdir()):
+        return None
+    target = directory.with_name(f"{directory.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+    directory.rename(target)
+    return target
+
+
+class Saver:
+    """Saves the services that changed, every ``interval`` seconds, spending at most about a tenth of the time
+    saving (a big table is saved less often), and once more at the stop."""
+
+    def __init__(self, store: StateStore, lock: SharedExclusiveLock, interval: float,
+                 log: Callable[[str], None]) -> None:
+        self.store = store
+        self.lock = lock
+        self.interval = interval
+        self._log = log
+        self._dirty: set[str] = set()
+        self._dirty_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._save_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="state-saver", daemon=True)
+        self.last_seconds = 0.0
+
+    def mark(self, service: str) -> None:
+        with self._dirty_lock:
+            self._dirty.add(service)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        wait = self.interval
+        while not self._stop.wait(wait):
+            try:
+                self.save()
+            except Exception as exc:  # keep saving later; say why now
+                self._log(f"saving the local state failed: {exc!r}")
+            wait = max(self.interval, 9 * self.last_seconds)
+
+    def save(self, final: bool = False) -> None:
+        with self._save_lock:
+            started = time.monotonic()
+            self.lock.hold()
+            try:
+                with self._dirty_lock:
+                    services, self._dirty = self._dirty, set()
+                captured = self.store.capture(services & set(SERVICES))
+            finally:
+                if not final:
+                    self.lock.release()
+            self.store.write(captured)
+            self.last_seconds = time.monotonic() - started
+
+    def stop(self) -> None:
+        """Save what changed and stop saving. Requests that arrive afterwards wait for good: call this only
+        when the process is about to exit."""
+        self._stop.set()
+        self.save(final=True)
