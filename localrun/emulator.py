@@ -75,8 +75,10 @@ def written_services(environ: dict[str, Any]) -> tuple[str, ...]:
     if service == "dynamodb":
         action = (environ.get("HTTP_X_AMZ_TARGET") or "").rpartition(".")[2]
         return () if action in _DYNAMODB_READS else ("dynamodb",)
-    if service == "s3":
-        return () if method in ("GET", "HEAD") else ("s3",)
+    if service == "s3":  # a write also notifies EventBridge, whose rules target queues
+        return () if method in ("GET", "HEAD") else ("s3", "sqs")
+    if service == "events":  # PutEvents lands on the rules' target queues
+        return ("sqs",)
     if service in SERVICES:
         return (service,)
     if service is not None or method in ("GET", "HEAD"):

@@ -107,8 +107,8 @@ def _fresh_condition() -> threading.Condition:
     return threading.Condition()
 
 
-def _rebuild_dict(cls: type, items: list[tuple[Any, Any]], attributes: dict[str, Any]) -> dict[Any, Any]:
-    made = cls.__new__(cls)
+def _rebuild_dict(cls: type[dict[Any, Any]], items: list[tuple[Any, Any]], attributes: dict[str, Any]) -> Any:
+    made: Any = dict.__new__(cls)
     for key, value in items:
         dict.__setitem__(made, key, value)
     made.__dict__.update(attributes)
@@ -279,7 +279,7 @@ class StateStore:
 def _after_restore(service: str, backend: Any) -> None:
     if service == "s3":
         # moto finds a bucket's owner through an index beside the backends: the buckets are ours again.
-        accounts = get_backend("s3")  # type: ignore[call-overload]
+        accounts: Any = get_backend("s3")
         for name in backend.buckets:
             accounts.bucket_accounts[name] = ("aws", DEFAULT_ACCOUNT_ID)
     elif service == "sqs":
