@@ -7,8 +7,9 @@ LINT_VENV ?= .venv-lint
 LINT_STAMP := $(LINT_VENV)/.installed
 STAGE ?= dev
 ARGS ?=
+EMULATOR_PORT ?= 5000
 
-.PHONY: run test test-fast bench clean package lint-env policies
+.PHONY: run emulator cli local-cli test test-fast bench clean package lint-env policies
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## run: start the emulator, provision the stage, serve the API and deliver events (Ctrl-C stops)
 run: $(STAMP)
 	$(PY) -m localrun --stage $(STAGE) $(ARGS)
+
+## emulator: the same without the API (--no-api), to run `chalice local` yourself: the banner prints the command
+emulator: $(STAMP)
+	$(PY) -m localrun --stage $(STAGE) --no-api $(ARGS)
+
+## local-cli: the operator command line against the local stack on EMULATOR_PORT (default 5000), in the project's
+## environment, e.g. make local-cli ARGS='dlq list'
+local-cli: $(STAMP)
+	AWS_ENDPOINT_URL=http://127.0.0.1:$(EMULATOR_PORT) AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+		AWS_DEFAULT_REGION=us-east-1 $(PY) -m chalicelib.cli --stage $(STAGE) $(ARGS)
+
+## cli: the operator command line against AWS (your credentials and region), e.g. make cli STAGE=prod ARGS=status
+cli: $(STAMP)
+	$(PY) -m chalicelib.cli --stage $(STAGE) $(ARGS)
 
 ## test: the whole suite (unit, integration on moto, handlers, end-to-end on the local stack)
 test: $(STAMP)

@@ -74,6 +74,9 @@ class Settings:
     # Base URL of the API for the status_url of POST /ingest ("" = taken from API Gateway's own request
     # context, or a path when there is none); never from the request's Host header.
     api_base_url: str = ""
+    # Under `chalice local` (the Chalice CLI sets AWS_CHALICE_CLI_MODE) with no AWS_ENDPOINT_URL: the app talks
+    # to real AWS, which a user who meant the local emulator should be told when it cannot.
+    chalice_local_without_endpoint: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -107,6 +110,8 @@ class Settings:
             max_receive_count=int(env.get("MAX_RECEIVE_COUNT", d.max_receive_count)),
             stalled_after_seconds=int(env.get("STALLED_AFTER_SECONDS", d.stalled_after_seconds)),
             api_base_url=env.get("API_BASE_URL", d.api_base_url).rstrip("/"),
+            chalice_local_without_endpoint=(_bool(env.get("AWS_CHALICE_CLI_MODE"), False)
+                                            and not env.get("AWS_ENDPOINT_URL")),
         )
 
     @classmethod

@@ -158,12 +158,16 @@ Market-data pipeline running locally (stage {args.stage})
 Try:
   {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' \\
        -d '{{"symbol":"AAPL","price":150.25,"volume":100}}'
+  {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' --data-binary @examples/coinbase-skl-usd.json
   {aws_env} \\
-       aws s3 cp examples/coinbase-btc-usd.csv s3://{settings.bucket_name}/incoming/ --endpoint-url {endpoint}
+       .venv/bin/aws s3 cp examples/binance-futures-aggtrades.csv s3://{settings.bucket_name}/incoming/ \\
+       --endpoint-url {endpoint}
   {curl} '{api_url}/bars?symbol=AAPL&interval=1m'
+  {curl} '{api_url}/bars?symbol=SUSHIUSDT&interval=1m&start=2021-07-22T00:00:00Z'
   {curl} '{api_url}/symbols'
-  open {api_url}/chart                          (candles; ?symbol=AAPL&interval=5m)
-  make local-cli{cli_port}{stage} ARGS='dlq list'          (operator commands: ARGS=--help)
+  make local-cli{cli_port}{stage} ARGS='dlq list'
+       (the operator's commands against this stack: ARGS=--help)
+  chart: {api_url}/chart?symbol=SKL-USD&interval=1m
 
 Ctrl-C stops everything.
 """

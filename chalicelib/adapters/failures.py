@@ -5,7 +5,14 @@ The use cases take this as a parameter (``transient``), so that they never impor
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..domain.errors import TransientError
@@ -30,3 +37,8 @@ def is_transient(exc: BaseException) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return error.get("Code") in RETRYABLE_CODES or int(status or 0) >= 500
     return False
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when no AWS can be reached at all: no credentials, or no endpoint answers (not a throttle)."""
+    return isinstance(exc, (NoCredentialsError, PartialCredentialsError, EndpointConnectionError))
