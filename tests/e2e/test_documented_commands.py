@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localrun.control import REPO_ROOT, READY_BANNER, LocalStack, child_environment, wait_for
+from localrun.control import READY_BANNER, REPO_ROOT, LocalStack, child_environment, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def _readme_commands(stack: LocalStack) -> list[str]:
     return _commands(block)
 
 
-def _run(commands: list[str], tmp_path: Path) -> list[subprocess.CompletedProcess]:
+def _run(commands: list[str], tmp_path: Path) -> list[tuple[str, subprocess.CompletedProcess]]:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     # One shell for the block, as a user's terminal: an `export` holds for the commands after it.
@@ -62,7 +62,7 @@ def _run(commands: list[str], tmp_path: Path) -> list[subprocess.CompletedProces
         done = subprocess.run(["bash", "-c", exports + command], cwd=REPO_ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0, f"{command!r} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-        results.append(done)
+        results.append((command, done))
     return results
 
 
@@ -76,7 +76,7 @@ def test_the_banner_commands_run_as_printed(stack: LocalStack, tmp_path: Path) -
     assert any("aws s3 cp examples/" in c for c in commands)
     assert any(c.startswith("make local-cli") for c in commands)
     results = _run(commands, tmp_path)
-    posted = [json.loads(r.stdout) for c, r in zip(commands, results) if c.startswith("curl -X POST")]
+    posted = [json.loads(r.stdout) for c, r in results if c.startswith("curl -X POST")]
     assert all(p["status"] == "queued" for p in posted)
     wait_for(lambda: _bars(stack, "SUSHIUSDT"), 60, "the uploaded example's bars")
     wait_for(lambda: _bars(stack, "SKL-USD"), 60, "the posted example's bars")
