@@ -38,6 +38,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import run_simple
 
 from . import moto_fixes
+from . import persistence_dynamodb as dynamodb_state
 from .persistence import SERVICES, Saver, SharedExclusiveLock, StateRefused, StateStore
 
 _DYNAMODB_LOCK = threading.Lock()
@@ -127,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     app: Any = DomainDispatcherApplication(create_backend_app)
     saver: Saver | None = None
     if args.state_dir is not None:
-        store = StateStore(args.state_dir, args.region)
+        store = StateStore(args.state_dir, args.region, dynamodb_state.TRACKER)
         try:
             restored = store.load()
         except StateRefused as exc:
             _log(str(exc))
             return 3
+        dynamodb_state.install()
         if restored:
             _log("restored " + ", ".join(f"{service} ({n})" for service, n in sorted(restored.items()))
                  + f" from {args.state_dir}")

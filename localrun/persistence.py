@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +42,25 @@ from moto.backends import get_backend
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import FakeKey
 
-LAYOUT = 1
+from . import persistence_dynamodb as dynamodb_state
+
+LAYOUT = 2
 MANIFEST = "manifest.json"
 BLOBS = "objects"
 # (moto service, the backend key: S3's backend is per partition, the others per region)
 SERVICES = ("s3", "dynamodb", "sqs")
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 _COPY_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One service as a snapshot took it: ``whole`` (a new file) or ``changes`` (appended to its journal)."""
+
+    kind: str
+    data: bytes
+    objects: set[str]
+    items: int
 
 
 class StateRefused(Exception):
@@ -191,9 +204,11 @@ def moto_version() -> str:
 class StateStore:
     """One stage's snapshot folder: load it at start, save it while running and at the stop."""
 
-    def __init__(self, directory: Path, region: str) -> None:
+    def __init__(self, directory: Path, region: str,
+                 tracker: dynamodb_state.ChangeTracker | None = None) -> None:
         self.directory = directory
         self.region = region
+        self.tracker = tracker
         self._blobs = directory / BLOBS
         self._generation = 0
         self._files: dict[str, dict[str, Any]] = {}
@@ -223,8 +238,15 @@ class StateStore:
         restored: dict[str, int] = {}
         self._generation = int(manifest["generation"])
         for service, entry in manifest["services"].items():
-            with open(self.directory / entry["file"], "rb") as file:
-                backend = _Unpickler(file, self._blobs).load()  # type: ignore[arg-type]
+            if service == "dynamodb":
+                journal = self.directory / entry["journal"] if entry.get("journal") else None
+                backend, count = dynamodb_state.restore(
+                    (self.directory / entry["file"]).read_bytes(), journal, int(entry.get("journal_bytes", 0)),
+                    lambda data: _Unpickler(data, self._blobs).load())  # type: ignore[arg-type]
+                entry = {**entry, "items": count}
+            else:
+                with open(self.directory / entry["file"], "rb") as file:
+                    backend = _Unpickler(file, self._blobs).load()  # type: ignore[arg-type]
             account, slot = _backend_slot(service, self.region)
             account[slot] = backend
             _after_restore(service, backend)
@@ -233,30 +255,60 @@ class StateStore:
         return restored
 
     # ------------------------------------------------------------------ writing
-    def capture(self, services: set[str]) -> dict[str, tuple[bytes, set[str], int]]:
-        """Pickle the given services as they are now (call with every request held back)."""
+    def capture(self, services: set[str]) -> dict[str, Captured]:
+        """The given services as they are now (call with every request held back). DynamoDB is captured as the
+        items that changed when the tracker can say which, else whole."""
         self._blobs.mkdir(parents=True, exist_ok=True)
-        out: dict[str, tuple[bytes, set[str], int]] = {}
+        out: dict[str, Captured] = {}
         for service in services:
             account, slot = _backend_slot(service, self.region)
             backend = account[slot]
-            buffer = io.BytesIO()
+            if service == "dynamodb":
+                out[service] = self._capture_dynamodb(backend)
+                continue
             referenced: set[str] = set()
-            _Pickler(buffer, self._blobs, referenced).dump(backend)
-            out[service] = (buffer.getvalue(), referenced, _count(service, backend))
+            out[service] = Captured("whole", self._pickle(backend, referenced), referenced, _count(service, backend))
         return out
 
-    def write(self, captured: dict[str, tuple[bytes, set[str], int]]) -> None:
+    def _pickle(self, backend: Any, referenced: set[str]) -> bytes:
+        buffer = io.BytesIO()
+        _Pickler(buffer, self._blobs, referenced).dump(backend)
+        return buffer.getvalue()
+
+    def _capture_dynamodb(self, backend: Any) -> Captured:
+        whole, changed = (True, {}) if self.tracker is None else self.tracker.take()
+        entry = self._files.get("dynamodb")
+        if entry is not None and not whole:
+            base_bytes = int(entry.get("base_bytes", 0))
+            if int(entry.get("journal_bytes", 0)) <= max(base_bytes, dynamodb_state.COMPACT_MIN_BYTES):
+                changes = dynamodb_state.capture_changes(backend, changed)
+                return Captured("changes", dynamodb_state.frame(changes) if changes else b"", set(),
+                                int(entry.get("items", 0)))
+        data, count = dynamodb_state.capture_base(backend, lambda b: self._pickle(b, set()))
+        return Captured("whole", data, set(), count)
+
+    def write(self, captured: dict[str, Captured]) -> None:
         """Write captured services as a new generation, then switch the manifest to it atomically."""
+        captured = {k: v for k, v in captured.items() if v.kind == "whole" or v.data}
         if not captured:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         self._generation += 1
         files = dict(self._files)
-        for service, (data, referenced, items) in captured.items():
+        for service, part in captured.items():
+            if part.kind == "changes":
+                entry = dict(files[service])
+                entry["journal_bytes"] = dynamodb_state.append(self.directory / entry["journal"], part.data,
+                                                               int(entry["journal_bytes"]))
+                files[service] = entry
+                continue
             name = f"{service}-{self._generation}.pickle"
-            _write_atomic(self.directory / name, data)
-            files[service] = {"file": name, "objects": sorted(referenced), "items": items}
+            _write_atomic(self.directory / name, part.data)
+            entry = {"file": name, "objects": sorted(part.objects), "items": part.items}
+            if service == "dynamodb":
+                entry.update(journal=f"{service}-{self._generation}.journal", journal_bytes=0,
+                             base_bytes=len(part.data))
+            files[service] = entry
         manifest = {"layout": LAYOUT, "moto": moto_version(), "generation": self._generation,
                     "saved_at": time.time(), "services": files}
         _write_atomic(self.directory / MANIFEST, json.dumps(manifest, indent=1).encode())
@@ -265,8 +317,9 @@ class StateStore:
 
     def _collect(self) -> None:
         """Delete the pickles and object files the manifest no longer names."""
-        keep = {entry["file"] for entry in self._files.values()} | {MANIFEST}
-        for path in self.directory.glob("*.pickle"):
+        keep = ({entry["file"] for entry in self._files.values()}
+                | {entry["journal"] for entry in self._files.values() if "journal" in entry} | {MANIFEST})
+        for path in [*self.directory.glob("*.pickle"), *self.directory.glob("*.journal")]:
             if path.name not in keep:
                 path.unlink(missing_ok=True)
         blobs = {name for entry in self._files.values() for name in entry.get("objects", ())}
