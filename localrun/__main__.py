@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 keys = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: Secret(LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                                                                        LOCAL_CREDENTIALS["AWS_SESSION_TOKEN"])}
-                proxy = start_proxy(args.host, args.api_port, (args.host, chalice_port), keys, settings.region)
+                proxy = start_proxy(args.host, args.api_port, (args.host, chalice_port), keys, settings.region,
+                                max_body_bytes=settings.max_body_bytes)
 
         driver = Driver(app_module, session, settings.region, names["queue_url"], names["events_queue_url"],
                         settings.report_batch_item_failures, args.schedule_seconds, args.processor_threads,

@@ -8,11 +8,11 @@ The signature is recomputed with botocore's SigV4 signer from the request as rec
 query, the headers it says it signed, the hash of its body, its X-Amz-Date) and the secret of its access key.
 
 No byte of a body is read before the request line and headers have passed every check they allow: the body's
-framing (one Content-Length, a non-negative decimal within the API's body limit, or chunked), then the
-Authorization header (algorithm, credential scope, known key, date within the skew, session token). When the
-client signed an x-amz-content-sha256 header the signature itself is checked before the body too, and the body
-must then hash to it. So an unsigned or wrongly signed upload is refused at once, whatever it declares, and
-memory per request stays within the body limit.
+framing (one Content-Length, a non-negative decimal, or chunked), the Authorization header (algorithm,
+credential scope, known key, date within the skew, session token), then the declared length against the API's
+body limit. When the client signed an x-amz-content-sha256 header the signature itself is checked before the
+body too, and the body must then hash to it. So an unsigned or wrongly signed upload is refused at once,
+whatever it declares, and memory per request stays within the body limit.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ MAX_SKEW = timedelta(minutes=15)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 UPSTREAM_TIMEOUT_S = 120
 # The API's own body limit (POST /ingest answers 413 above it); API Gateway's 10 MB is higher, so no body
-# the API could accept is refused here. start_proxy takes the running stage's value.
+# the API could accept is refused here. start_proxy and SigV4Proxy take another as max_body_bytes.
 DEFAULT_MAX_BODY_BYTES = Settings().max_body_bytes
 # A client that stops sending (or sends a byte now and then) frees its thread after this long without data.
 READ_TIMEOUT_S = 30.0
@@ -470,11 +470,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._forward(body)
 
-    def _read_body(self, framing: Framing, limit: int) -> bytes:
-        if framing.has_body and self._expects_continue:
+    def _read_body(self, frame: Framing, limit: int) -> bytes:
+        if frame.has_body and self._expects_continue:
             self.send_response_only(100)
             self.end_headers()
-        body = read_chunked(self.rfile, limit) if framing.chunked else read_length(self.rfile, framing.length)
+        body = read_chunked(self.rfile, limit) if frame.chunked else read_length(self.rfile, frame.length)
         self._body_read = True
         return body
 

@@ -6,11 +6,16 @@ One stack for the module, started with the flag; requests are signed in the test
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import botocore.auth
 import pytest
@@ -18,6 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from chalicelib.settings import Settings
 from localrun.control import LocalStack, Response, running_local_stack, unique_symbol
 
 pytestmark = pytest.mark.e2e
@@ -98,3 +104,44 @@ def test_signed_requests_pass_through(stack: LocalStack) -> None:
     query = f"/bars?symbol={symbol}&interval=1m&start=2024-01-01T00%3A00%3A00Z"
     response = stack.request("GET", query, headers=signed(stack, "GET", query))
     assert response.status == 200 and response.json()["symbol"] == symbol
+
+
+def test_bodies_are_framed_and_bounded_before_they_are_read(stack: LocalStack) -> None:
+    """Through the real stack, on raw sockets: what the headers alone condemn is answered without the body."""
+    address = urlsplit(stack.api_url)
+    assert address.hostname and address.port
+
+    def exchange(request: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+            sock.sendall(request)
+            data = b""
+            while chunk := sock.recv(65536):  # the proxy closes after answering
+                data += chunk
+        top, _, body = data.partition(b"\r\n\r\n")
+        status_line, *lines = top.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+        return int(status_line.split()[1]), headers, json.loads(body)
+
+    def head(headers: dict[str, str]) -> bytes:
+        lines = ["POST /ingest HTTP/1.1", f"Host: {address.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+        return "\r\n".join(lines).encode() + b"\r\n\r\n"
+
+    started = time.monotonic()
+    status, _, body = exchange(head({"Content-Length": str(300 * 1024 * 1024)}))
+    assert (status, body["message"]) == (403, "Missing Authentication Token") and time.monotonic() - started < 2
+
+    status, _, body = exchange(head({"Content-Length": "abc"}))
+    assert status == 400 and body["error"] == "BadRequest" and "Content-Length" in body["message"], body
+
+    oversize = signed(stack, "POST", "/ingest", headers={"Content-Type": "application/json"})
+    status, _, body = exchange(head({**oversize, "Content-Length": str(10 * 1024 * 1024)}))
+    assert status == 413 and body["error"] == "PayloadTooLarge" and set(body) == {"error", "message", "request_id"}
+    assert body["message"].endswith(f"the limit is {Settings().max_body_bytes} bytes"), body  # the API's own limit
+
+    tick = json.dumps({"symbol": unique_symbol("FRAMED"), "price": 1, "volume": 1}).encode()
+    claimed = {"Content-Type": "application/json", "X-Amz-Content-SHA256": hashlib.sha256(tick).hexdigest()}
+    headers = {**signed(stack, "POST", "/ingest", tick, claimed), "Transfer-Encoding": "chunked"}
+    status, _, body = exchange(head(headers) + f"{len(tick):x}\r\n".encode() + tick + b"\r\n0\r\n\r\n")
+    assert status == 202 and body["accepted"] == 1, body
+    status, _, body = exchange(head(headers) + b"zz\r\n")
+    assert status == 400 and "chunk-size" in body["message"], body
