@@ -33,6 +33,11 @@ def symbols():
     return api.get_symbols(app.current_request, use_cases().list_symbols)
 
 
+@app.route("/chart", methods=["GET"], authorizer=iam)
+def chart():
+    return api.get_chart(app.current_request)
+
+
 @app.on_cw_event(
     {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [settings.bucket_name]}}},
     name="DataIngestion",

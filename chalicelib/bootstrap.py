@@ -103,6 +103,7 @@ def wire_operations(use_cases: UseCases, store: Any, queue: TickQueue, dead_lett
         dlq=DeadLetters(dead_letters, queue, settings),
         replay=Replay(listing, use_cases.ingest_object, use_cases.ingestion_status, settings),
         recompute=Recompute(store, store, store, use_cases.aggregate, settings, new_token),
+        read_bars=use_cases.read_bars,
     )
 
 

@@ -1,4 +1,5 @@
-"""REST entry points: Chalice request -> typed query -> one use case -> JSON response.
+"""REST entry points: Chalice request -> typed query -> one use case -> JSON response (or, for GET /chart, the
+chart page).
 
 The one place where errors become HTTP statuses (``ERRORS``), where the ``next`` cursor is encoded, and
 where bars become JSON.
@@ -16,6 +17,8 @@ from typing import Any
 
 from chalice.app import Request, Response
 
+from ..adapters.failures import is_unreachable
+from ..chart import LIVE, content_security_policy, render_live_page
 from ..domain.bars import Bar
 from ..domain.errors import (
     FileRejected,
@@ -41,6 +44,7 @@ from ..domain.queries import (
 from ..domain.text import ascii_digits
 from ..domain.timefmt import format_ns
 from ..observability import logger
+from ..settings import get_settings
 from ..usecases.ingest_body import IngestBody
 from ..usecases.queries import BarPage, IngestionStatus, ListSymbols, ReadBars
 from .events import flushes_metrics
@@ -71,7 +75,21 @@ def http_error(exc: Exception) -> tuple[int, dict[str, Any]]:
                 body["error_count"] = exc.total_errors
                 body["errors"] = [e.as_dict() for e in exc.errors]
             return status, body
+    if is_unreachable(exc):
+        return 503, {"error": "AwsUnreachable", "message": unreachable_message(exc)}
     return 500, {"error": "InternalError", "message": "internal error; see the logs"}
+
+
+LOCAL_HINT = (
+    "; this is `chalice local` without AWS_ENDPOINT_URL, so it talks to real AWS. To run it against the local "
+    "emulator, start `make emulator` in another terminal and run chalice local with the command it prints "
+    "(AWS_ENDPOINT_URL=http://127.0.0.1:5000 and test credentials), or run everything with `make run`")
+
+
+def unreachable_message(exc: Exception) -> str:
+    """What failed, and, under `chalice local` with no emulator configured, what to run."""
+    hint = LOCAL_HINT if get_settings().chalice_local_without_endpoint else ""
+    return f"AWS cannot be reached: {exc}{hint}"
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -84,10 +102,10 @@ def _request_id(request: Request) -> str | None:
 
 
 @flushes_metrics
-def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
+def _answered(request: Request, call: Callable[[], Response]) -> Response:
+    """``call``'s response, or the JSON error that answers what it raised."""
     try:
-        status, body = call()
-        return json_response(status, body)
+        return call()
     except Exception as exc:
         status, body = http_error(exc)
         if status == 500:
@@ -95,6 +113,10 @@ def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -
         elif status >= 500:
             logger.warning("request failed", extra={"error": str(exc), "request_id": _request_id(request)})
         return json_response(status, {**body, "request_id": _request_id(request)})
+
+
+def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
+    return _answered(request, lambda: json_response(*call()))
 
 
 # ------------------------------------------------------------------------------------------ cursor and JSON
@@ -192,3 +214,24 @@ def get_ingestion(request: Request, status: IngestionStatus, ingestion_id: str) 
 def get_symbols(request: Request, symbols: ListSymbols) -> Response:
     return _guarded(request, lambda: (200, {"symbols": [{"symbol": s, "latest_bar": format_ns(ns)}
                                                         for s, ns in symbols()]}))
+
+
+def chart_view(params: Mapping[str, str]) -> tuple[str | None, str]:
+    """GET /chart's query string: the symbol to start on (None: the page picks the first there is) and the
+    interval; InvalidQuery as GET /bars would answer."""
+    raw = params.get("symbol")
+    return (parse_query_symbol("symbol", raw) if raw else None), parse_interval(params.get("interval"))
+
+
+def get_chart(request: Request) -> Response:
+    def call() -> Response:
+        symbol, interval = chart_view(request.query_params or {})
+        return Response(body=render_live_page(symbol, interval), status_code=200, headers={
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": content_security_policy(LIVE) + "; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        })
+
+    return _answered(request, call)

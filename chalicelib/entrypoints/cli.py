@@ -1,4 +1,5 @@
-"""The operator's command line (`python -m chalicelib.cli`): ingestion status, dead-letter queue, replay, recompute.
+"""The operator's command line (`python -m chalicelib.cli`): ingestion status, dead-letter queue, replay, recompute,
+and a chart of a symbol's bars as a self-contained HTML file.
 
 A thin entry point: parse the arguments, get the stage's operator commands from the composition root, call
 one (chalicelib/usecases/operator.py), print its result as one JSON object on stdout. A failure ends with a
@@ -12,18 +13,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..bootstrap import operations
+from ..chart import render_embedded_page
+from ..domain.bars import INTERVALS
 from ..domain.errors import InputError, OperationIncomplete, PipelineError
+from ..domain.queries import DEFAULT_INTERVAL, MAX_BAR_LIMIT
 from ..domain.text import parse_whole_number
+from ..domain.timefmt import NS_PER_S, format_ns
 from ..observability import logger
-from ..settings import stage_settings
+from ..settings import Settings, stage_settings
 from ..usecases.operator import DEFAULT_MAX, Operations
+from ..usecases.queries import ReadBars
+from .api import read_bars
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -35,6 +44,27 @@ def _whole_number(raw: str) -> int:
         return parse_whole_number(raw, 0, 10**9)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def write_chart(read: ReadBars, symbol: str, interval: str, start: str | None, end: str | None, out: Path,
+                now_ns: int) -> dict[str, Any]:
+    """Every bar of the query, read page after page as GET /bars answers it, written to ``out`` as a chart
+    page that carries them (chalicelib/chart); what was written."""
+    params = {"symbol": symbol, "interval": interval, "limit": str(MAX_BAR_LIMIT)}
+    params.update({name: value for name, value in (("start", start), ("end", end)) if value})
+    bars: list[dict[str, Any]] = []
+    while True:
+        page = read_bars(params, read)
+        bars.extend(page["bars"])
+        if page["next"] is None:
+            break
+        params["next"] = page["next"]
+    data = render_embedded_page(page["symbol"], page["interval"], bars,
+                                format_ns(now_ns - now_ns % NS_PER_S)).encode("utf-8")
+    out.write_bytes(data)
+    return {"out": str(out), "symbol": page["symbol"], "interval": page["interval"], "bars": len(bars),
+            "first": bars[0]["start"] if bars else None, "last": bars[-1]["start"] if bars else None,
+            "bytes": len(data)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     recompute.add_argument("--start", help="first minute (ISO 8601; default: the beginning)")
     recompute.add_argument("--end", help="end of the range, exclusive (ISO 8601; default: no end)")
     recompute.set_defaults(run=lambda ops, a: ops.recompute(a.symbol, a.start, a.end))
+
+    chart = commands.add_parser(
+        "chart", parents=[common],
+        help="write a symbol's bars as a candlestick chart: one HTML file that needs no network to open")
+    chart.add_argument("--symbol", required=True)
+    chart.add_argument("--interval", choices=list(INTERVALS), default=DEFAULT_INTERVAL,
+                       help=f"bar interval (default {DEFAULT_INTERVAL})")
+    chart.add_argument("--start", help="first bar start (ISO 8601; default: the beginning)")
+    chart.add_argument("--end", help="end of the range, exclusive (ISO 8601; default: no end)")
+    chart.add_argument("--out", required=True, type=Path, help="the HTML file to write (replaced if it exists)")
+    chart.set_defaults(run=lambda ops, a: write_chart(ops.read_bars, a.symbol, a.interval, a.start, a.end, a.out,
+                                                      time.time_ns()))
     return parser
 
 
@@ -112,13 +154,15 @@ def _fail(message: str, code: int = EXIT_FAILED) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None,
+         operations_for: Callable[[Settings], Operations] = operations) -> int:
+    """Run one command; ``operations_for`` builds the stage's commands (tests pass in-memory ones)."""
     args = _parser().parse_args(argv)
     settings = stage_settings(args.stage)
     run: Callable[[Operations, argparse.Namespace], dict[str, Any]] = args.run
     try:
         with _logs_to_stderr(args.verbose):
-            result = run(operations(settings), args)
+            result = run(operations_for(settings), args)
     except OperationIncomplete as exc:
         print(json.dumps(exc.result, indent=2))
         return _fail(exc.message)
@@ -128,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.message)
     except (ClientError, BotoCoreError) as exc:
         return _fail(f"{exc} (stage {settings.stage})")
+    except OSError as exc:  # e.g. the chart's --out cannot be written
+        return _fail(str(exc))
     except Exception as exc:
         if args.verbose:
             raise

@@ -1,7 +1,8 @@
 """The operator's commands: an ingestion's status, the dead-letter queue (look, redrive), replaying S3 objects
 and recomputing a symbol's bars. Every dependency is passed in; entrypoints/cli.py is the entry point.
 
-Each use case returns one JSON-ready dict. Those that change state preview unless ``confirm`` is given.
+Each use case returns one JSON-ready dict. Those that change state preview unless ``confirm`` is given. (The
+``chart`` command reads bars with the API's own use case, queries.ReadBars.)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..schemas import QUEUE_MESSAGE
 from ..settings import Settings
 from .aggregate import Aggregate
 from .ingest_object import IngestObject
-from .queries import IngestionStatus
+from .queries import IngestionStatus, ReadBars
 
 DEFAULT_MAX = 10
 MAX_MESSAGES = 1000
@@ -299,3 +300,4 @@ class Operations:
     dlq: DeadLetters
     replay: Replay
     recompute: Recompute
+    read_bars: ReadBars

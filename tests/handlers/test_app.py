@@ -126,6 +126,20 @@ def test_read_routes_answer_bad_queries_with_400_and_unknown_ids_with_404(stack:
     assert status == 404 and body["error"] == "NotFound"
 
 
+def test_chart_serves_the_page_as_html_and_answers_a_bad_query_as_get_bars_would(stack: dict[str, Any]) -> None:
+    response = stack["client"].http.get("/chart?symbol=AAPL&interval=5m")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Content-Security-Policy"].endswith("; frame-ancestors 'none'")
+    page = response.body.decode()
+    assert page.startswith("<!DOCTYPE html>") and '"symbol":"AAPL","interval":"5m"' in page
+    assert '"symbol":null,"interval":"1m"' in stack["client"].http.get("/chart").body.decode()
+    status, body = get(stack, "/chart?symbol=AAPL&interval=2m")
+    assert status == 400 and body["error"] == "InvalidQuery" and "interval" in body["message"]
+    status, body = get(stack, "/chart?symbol=%3Cscript%3E")
+    assert status == 400 and body["error"] == "InvalidQuery"
+
+
 def test_a_chunk_throttled_on_its_last_receive_shows_as_failed_until_redriven(
         stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.exceptions import ClientError
