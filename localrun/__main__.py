@@ -7,6 +7,7 @@ at the next start; --fresh starts empty (the old folder is moved aside), --ephem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import errno
 import importlib
@@ -40,6 +41,17 @@ def _die_with_parent() -> None:
         return
     if os.getppid() == 1:  # the runner died before prctl took effect
         os._exit(1)
+
+
+def _stop_with_make() -> None:
+    """Under `make run`, the process a user started (and may kill) is make: stop when it dies, as with Ctrl-C."""
+    try:
+        parent = Path(f"/proc/{os.getppid()}/comm").read_text().strip()
+    except OSError:
+        return
+    if parent in ("make", "gmake"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGHUP, shutdown)
+    _stop_with_make()
     driver = None
     proxy = None
     outcome = "stopped"

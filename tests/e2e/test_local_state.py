@@ -185,3 +185,23 @@ def test_ctrl_c_stops_quietly(tmp_path: Path) -> None:
     assert stack.process.returncode == 0
     assert "Traceback" not in tail and "driver step failed" not in tail, tail[-3000:]
     assert tail.strip().splitlines()[-1].startswith("stopped; state saved in")
+
+
+def test_kill_9_of_make_run_stops_everything(tmp_path: Path) -> None:
+    if subprocess.run(["make", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("make is not installed")
+    emulator_port, api_port = free_port(), free_port()
+    log = open(tmp_path / "make.log", "wb")  # noqa: SIM115 - closed after the process starts
+    make = subprocess.Popen(
+        ["make", "run", f"ARGS=--ephemeral --emulator-port {emulator_port} --api-port {api_port}"],
+        cwd=REPO_ROOT, env=child_environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    try:
+        wait_for(lambda: "Ctrl-C stops everything." in (tmp_path / "make.log").read_text(errors="replace"), 90,
+                 "make run to start")
+    finally:
+        os.kill(make.pid, signal.SIGKILL)
+        make.wait(timeout=10)
+    wait_for(lambda: _port_free(emulator_port) and _port_free(api_port), 30, "everything to stop with make")
+    leftovers = subprocess.run(["pgrep", "-f", f"--emulator-port {emulator_port}"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
