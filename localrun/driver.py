@@ -7,7 +7,7 @@
   goes to the handler whose pattern, as declared in app.py, matches it.
 - Each function has its own lane of workers, as each Lambda function scales on its own: an S3 event never
   waits behind aggregations, and several aggregator invocations run at once (they coordinate through the
-  symbols' leases, as in AWS). A lane that is full hands the event back to the queue for a moment.
+  symbols' leases, as in AWS). An event whose lane is busy waits in it, its message kept invisible meanwhile.
 - The schedule is a timer (optionally run once at start, to catch up on a restored state).
 """
 
@@ -25,6 +25,9 @@ from chalicelib.observability import logger
 from .lambda_events import LambdaContext, Routes, eventbridge_event, scheduled_event, sqs_event
 
 RETRY_VISIBILITY_SECONDS = 1
+# An event received by the driver stays invisible this long, extended every EXTEND_EVERY_SECONDS while it waits.
+EVENT_VISIBILITY_SECONDS = 120
+EXTEND_EVERY_SECONDS = 30
 # Concurrent invocations per function in the background lanes (the processor's are its polling threads).
 LANE_WORKERS = {"DataIngestion": 2, "DataAggregator": 4}
 
@@ -45,7 +48,9 @@ class Driver:
         self._processor_threads = processor_threads
         self._stop = threading.Event()
         self._lane_workers = {**LANE_WORKERS, **(lane_workers or {})}
-        self._lanes: dict[str, tuple[ThreadPoolExecutor, threading.Semaphore]] = {}
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
+        self._held: dict[str, dict[str, Any]] = {}
+        self._held_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._routes = Routes.of(app_module)
         self.stats = {"batches": 0, "messages": 0, "failed_invocations": 0, "events": 0, "schedules": 0}
@@ -115,37 +120,35 @@ class Driver:
         return function(event, LambdaContext(name, self._region))
 
     def dispatch_events(self, wait_seconds: int = 1) -> int:
-        """Receive events and hand each to its function's lane; a message is deleted once its handler
-        succeeded, and released for a retry if it failed or its lane was full."""
+        """Receive events and hand each to its function's lane, where it waits for a worker if all are busy (as
+        an asynchronous Lambda invocation waits in Lambda's queue). A message is deleted once its handler
+        succeeded, and released for a retry if it failed; while it waits or runs, its visibility is extended,
+        so waiting never counts as a failed receive (which would dead-letter a burst of S3 uploads)."""
         response = self._sqs.receive_message(
-            QueueUrl=self._events_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds, VisibilityTimeout=120,
+            QueueUrl=self._events_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
+            VisibilityTimeout=EVENT_VISIBILITY_SECONDS,
         )
         messages = response.get("Messages", [])
-        busy = []
         for message in messages:
             event = eventbridge_event(json.loads(message["Body"]), self._region)
             matches = list(self._routes.matching(event))
-            lane = self._lane(matches[0][0] if matches else "")
-            if not lane[1].acquire(blocking=False):
-                busy.append(message)
-                continue
-            lane[0].submit(self._run_in_lane, message, event, matches, lane[1])
-        self.stats["events"] += len(messages) - len(busy)
-        self._retry_later(self._events_url, busy)
-        if busy:
-            self._stop.wait(0.2)
+            with self._held_lock:
+                self._held[message["MessageId"]] = message
+            self._lane(matches[0][0] if matches else "").submit(self._run_in_lane, message, event, matches)
+        self.stats["events"] += len(messages)
         return len(messages)
 
-    def _lane(self, name: str) -> tuple[ThreadPoolExecutor, threading.Semaphore]:
+    def _lane(self, name: str) -> ThreadPoolExecutor:
         if name not in self._lanes:
             workers = self._lane_workers.get(name, 1)
-            self._lanes[name] = (ThreadPoolExecutor(workers, thread_name_prefix=f"lane-{name or 'none'}"),
-                                 threading.Semaphore(workers))
+            self._lanes[name] = ThreadPoolExecutor(workers, thread_name_prefix=f"lane-{name or 'none'}")
         return self._lanes[name]
 
     def _run_in_lane(self, message: dict[str, Any], event: dict[str, Any],
-                     matches: list[tuple[str, Callable[..., Any]]], slot: threading.Semaphore) -> None:
+                     matches: list[tuple[str, Callable[..., Any]]]) -> None:
         try:
+            if self._stop.is_set():
+                return  # left in the queue: delivered again after its visibility timeout (or at the next start)
             for name, function in matches:
                 self._invoke(name, function, event)
             self._delete(self._events_url, [message])
@@ -157,7 +160,19 @@ class Driver:
             except Exception:
                 logger.exception("could not release the event; it becomes visible again after its timeout")
         finally:
-            slot.release()
+            with self._held_lock:
+                self._held.pop(message["MessageId"], None)
+
+    def extend_held(self) -> int:
+        """Extend the visibility of every event that waits for or runs in a lane; returns how many."""
+        with self._held_lock:
+            held = list(self._held.values())
+        for i in range(0, len(held), 10):
+            entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": EVENT_VISIBILITY_SECONDS}
+                       for n, m in enumerate(held[i : i + 10])]
+            self._sqs.change_message_visibility_batch(QueueUrl=self._events_url, Entries=entries)
+        return len(held)
 
     def _delete(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
         for i in range(0, len(messages), 10):
@@ -185,6 +200,7 @@ class Driver:
                                                   name=f"processor-{n}", daemon=True))
         self._threads.append(threading.Thread(target=loop, args=(self.dispatch_events,), name="events", daemon=True))
         self._threads.append(threading.Thread(target=self._schedule_loop, name="schedule", daemon=True))
+        self._threads.append(threading.Thread(target=self._extend_loop, name="extend-visibility", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -195,9 +211,16 @@ class Driver:
         while not self._stop.wait(self._schedule_seconds):
             self.run_schedules()
 
+    def _extend_loop(self) -> None:
+        while not self._stop.wait(EXTEND_EVERY_SECONDS):
+            try:
+                self.extend_held()
+            except Exception:
+                logger.exception("could not extend the visibility of waiting events")
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        for pool, _ in self._lanes.values():
+        for pool in self._lanes.values():
             pool.shutdown(wait=True, cancel_futures=True)
