@@ -9,7 +9,7 @@ STAGE ?= dev
 ARGS ?=
 EMULATOR_PORT ?= 5000
 
-.PHONY: run emulator cli local-cli test test-fast bench clean package lint-env policies
+.PHONY: run emulator cli local-cli test test-fast bench bench-bucket clean package lint-env policies
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
 	$(PY) scripts/bombs.py
+
+## bench-bucket: what a big object in the bucket costs the local stack while small files are ingested: one 1 GiB
+## object, then 500 small CSV uploads until their bars are ready; the emulator's peak RSS, the disk its temporary
+## files hold and the bytes it writes, per phase (needs ~2.5 GiB of memory and 1 GiB of disk, for a few minutes;
+## not part of `bench`). ARGS go to scripts/bucket_growth.py, e.g. ARGS="--big-mib 256 --uploads 100"
+bench-bucket: $(STAMP)
+	$(PY) scripts/bucket_growth.py $(ARGS)
 
 ## package: the stage's CloudFormation/SAM stack in dist/$(STAGE)/ (sam.json + deployment.zip), validated
 ## offline (cfn-lint, SAM transform, cfn-lint, checkov); fails on any finding. Also dist/resources-$(STAGE).json,

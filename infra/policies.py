@@ -44,11 +44,16 @@ class Grant:
 # enabled, or while it was suspended, has the version id "null": the code reads it without a VersionId
 # (chalicelib/adapters/s3.py), and that needs s3:GetObject. Both, for every function that reads uploads.
 _READ_UPLOADS = Grant("ReadUploads", ("s3:GetObject", "s3:GetObjectVersion"), OBJECTS)
-# "A key's newest version is its truth": ListObjectVersions (IAM: s3:ListBucketVersions, on the bucket).
+# "A key's newest version is its truth": HeadObject without a VersionId names the current version (IAM:
+# s3:GetObject; there is no narrower action for a HEAD). Functions that read uploads have it in _READ_UPLOADS.
+_CURRENT_VERSION = Grant("FindCurrentVersion", ("s3:GetObject",), OBJECTS)
+# A key whose current version is a delete marker: ListObjectVersions finds the newest version under it
+# (IAM: s3:ListBucketVersions, on the bucket).
 _LATEST_VERSION = Grant("FindLatestVersion", ("s3:ListBucketVersions",), BUCKET)
-# An upload deleted before its event is handled: S3 answers HeadObject with 404 only to a caller that may
-# list the bucket, 403 to any other, and 403 would hide "gone" among real permission errors. No ListObjects
-# call is made; the permission only changes S3's answer.
+# An upload deleted before its event is handled, or a key asked for its current version once every version
+# is gone: S3 answers HeadObject with 404 only to a caller that may list the bucket, 403 to any other, and 403
+# would hide "gone" among real permission errors. No ListObjects call is made; the permission only changes
+# S3's answer.
 TELL_MISSING = "TellMissingObjects"
 _TELL_MISSING = Grant(TELL_MISSING, ("s3:ListBucket",), BUCKET)
 _QUEUE_SEND = Grant("QueueTicks", ("sqs:GetQueueUrl", "sqs:SendMessage"), QUEUE)
@@ -57,7 +62,7 @@ _AGGREGATE = (
     # which IAM authorises as the actions inside it.
     Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
                     "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
-    _LATEST_VERSION,
+    _CURRENT_VERSION, _LATEST_VERSION, _TELL_MISSING,
     Grant("PublishBarsRevised", ("events:PutEvents",), EVENT_BUS, detail_type=BARS_REVISED),
     Grant("HandOn", ("events:PutEvents",), EVENT_BUS, detail_type=AGGREGATION_PENDING),
 )
@@ -65,9 +70,10 @@ _AGGREGATE = (
 # Data actions, per function (by Chalice name).
 GRANTS: dict[str, tuple[Grant, ...]] = {
     # POST /ingest (idempotency record, ingestion metadata, queueing); GET /bars, /symbols; GET
-    # /ingestions/{id} (chunk results, and for a file whether a newer version replaced it).
+    # /ingestions/{id} (chunk results, and for a file whether a newer version replaced it: HeadObject, and
+    # ListObjectVersions under a delete marker).
     API_HANDLER: (Grant("State", ("dynamodb:PutItem", "dynamodb:Query"), TABLE),
-                  _LATEST_VERSION, _QUEUE_SEND),
+                  _CURRENT_VERSION, _LATEST_VERSION, _TELL_MISSING, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
     # (a conditional PutItem answers with the stored record when an event is redelivered), the key's
     # ingestions (UpdateItem ADD), the windows of the versions it replaces (Query, BatchWriteItem of dirty
@@ -90,7 +96,8 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
     ),
     # Dirty marks, partials and bars (Query, BatchGetItem), the symbol's lease (UpdateItem), bars (TransactWriteItems),
     # marks (BatchWriteItem delete), symbols (UpdateItem), whether a source still counts (BatchGetItem of ingestions,
-    # ListBucketVersions), the BarsRevised event, and AggregationPending to hand symbols on.
+    # HeadObject, ListObjectVersions under a delete marker), the BarsRevised event, and AggregationPending to hand
+    # symbols on.
     AGGREGATOR: _AGGREGATE,
     AGGREGATOR_SCHEDULE: _AGGREGATE,
 }

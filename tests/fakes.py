@@ -18,12 +18,14 @@ from chalicelib.bootstrap import UseCases
 from chalicelib.domain.bars import Bar
 from chalicelib.domain.errors import LeaseLost, NotFound, QueueRejected
 from chalicelib.domain.ingestion import (
+    NULL_VERSION,
     ChunkFailure,
     ChunkRecord,
     ChunkResult,
     IdempotencyClaim,
     Ingestion,
     chunk_from_doc,
+    real_version,
 )
 from chalicelib.entrypoints.api import read_bars
 from chalicelib.ports import (
@@ -335,37 +337,60 @@ class MemoryEvents:
 
 
 class MemoryObjects:
-    """A versioned S3 bucket set: bytes per (bucket, key, version), read the way S3ObjectStore reads."""
+    """A versioned S3 bucket set: bytes per (bucket, key, version), read the way S3ObjectStore reads.
+
+    Like S3, a key's versions are kept newest last, a delete without a version id stacks a delete marker on
+    them, and a write while versioning is suspended (``versioned=False``) replaces the key's "null" version."""
 
     def __init__(self, block_size: int = 1024 * 1024, now: Callable[[], int] = time.time_ns) -> None:
         self.block_size = block_size
         self._now = now
-        self._objects: dict[tuple[str, str], list[tuple[str, bytes, str | None, dict[str, str]]]] = {}
+        # Per key, oldest first: (version id, bytes or None for a delete marker, content type, metadata).
+        self._objects: dict[tuple[str, str], list[tuple[str, bytes | None, str | None, dict[str, str]]]] = {}
         self._modified: dict[tuple[str, str, str], int] = {}
         self._counter = 0
 
-    def put(
-        self, bucket: str, key: str, data: bytes, content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> str:
-        """Store a new version; returns its version id."""
-        self._counter += 1
-        version = f"v{self._counter}"
-        meta = {k.lower(): v for k, v in (metadata or {}).items()}
-        self._objects.setdefault((bucket, key), []).append((version, bytes(data), content_type, meta))
+    def _stack(self, bucket: str, key: str, data: bytes | None, content_type: str | None,
+               metadata: dict[str, str], versioned: bool) -> str:
+        if versioned:
+            self._counter += 1
+            version = f"v{self._counter}"
+        else:
+            version = NULL_VERSION
+        versions = self._objects.setdefault((bucket, key), [])
+        versions[:] = [entry for entry in versions if entry[0] != version]
+        versions.append((version, data, content_type, metadata))
         self._modified[(bucket, key, version)] = self._now()
         return version
 
+    def put(
+        self, bucket: str, key: str, data: bytes, content_type: str | None = None,
+        metadata: dict[str, str] | None = None, versioned: bool = True,
+    ) -> str:
+        """Store a new version (the "null" one when not ``versioned``); returns its version id."""
+        meta = {k.lower(): v for k, v in (metadata or {}).items()}
+        return self._stack(bucket, key, bytes(data), content_type, meta, versioned)
+
+    def delete(self, bucket: str, key: str, version_id: str | None = None) -> str:
+        """Without ``version_id``, stack a delete marker and return its id; with one, remove that version (or
+        marker) for good."""
+        if version_id is None:
+            return self._stack(bucket, key, None, None, {}, versioned=True)
+        versions = self._objects.get((bucket, key), [])
+        versions[:] = [entry for entry in versions if entry[0] != version_id]
+        return version_id
+
     def _get(self, bucket: str, key: str, version_id: str | None) -> tuple[str, bytes, str | None, dict[str, str]]:
-        versions = self._objects.get((bucket, key))
-        if not versions:
+        versions = self._objects.get((bucket, key)) or []
+        if not version_id or version_id == NULL_VERSION:
+            entry = versions[-1] if versions else None  # read without a VersionId: the current version
+        else:
+            entry = next((e for e in versions if e[0] == version_id), None)
+        if entry is None or entry[1] is None:  # none, or a delete marker
             raise NotFound(f"s3://{bucket}/{key} (version {version_id}) no longer exists")
-        if not version_id or version_id == "null":
-            return versions[-1]
-        for entry in versions:
-            if entry[0] == version_id:
-                return entry
-        raise NotFound(f"s3://{bucket}/{key} (version {version_id}) no longer exists")
+        version, data, content_type, meta = entry
+        assert data is not None
+        return version, data, content_type, meta
 
     def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         version, data, content_type, meta = self._get(bucket, key, version_id)
@@ -386,15 +411,20 @@ class MemoryObjects:
         return self._get(bucket, key, version_id)[1]
 
     def latest_version(self, bucket: str, key: str) -> str | None:
-        versions = self._objects.get((bucket, key))
-        return versions[-1][0] if versions else None
+        """The newest version that is not a delete marker (what S3ObjectStore tells)."""
+        for version, data, _, _ in reversed(self._objects.get((bucket, key), [])):
+            if data is not None:
+                return real_version(version)
+        return None
 
     def current_objects(self, bucket: str, prefix: str) -> Iterator[ListedObject]:
-        """The newest version of each key under ``prefix``, in key order (what S3ObjectLister lists)."""
+        """The current version of each key under ``prefix``, in key order, leaving out keys whose current
+        version is a delete marker (what S3ObjectLister lists)."""
         for (b, key), versions in sorted(self._objects.items()):
-            if b == bucket and key.startswith(prefix) and versions:
+            if b == bucket and key.startswith(prefix) and versions and versions[-1][1] is not None:
                 version, data, _, _ = versions[-1]
-                yield ListedObject(key, version, len(data), self._modified[(bucket, key, version)],
+                assert data is not None
+                yield ListedObject(key, real_version(version), len(data), self._modified[(bucket, key, version)],
                                    hashlib.md5(data).hexdigest())
 
 

@@ -1,4 +1,4 @@
-"""S3 adapter: object metadata, streaming reads and ranged reads."""
+"""S3 adapter: object metadata, streaming reads and ranged reads, and which version of a key is current."""
 
 from __future__ import annotations
 
@@ -57,16 +57,36 @@ class S3ObjectStore:
         return self._client.get_object(Bucket=bucket, Key=key, **self._version(version_id))["Body"].read()
 
     def latest_version(self, bucket: str, key: str) -> str | None:
-        """The id of the key's newest version that is not a delete marker (None when unversioned or none)."""
+        """The id of the key's newest version that is not a delete marker (None when unversioned, for the "null"
+        version, or when the key has no version left).
+
+        HeadObject without a VersionId names the current version, at a cost that does not grow with the bucket.
+        Only a key whose current version is a delete marker has its versions listed, to find the newest one
+        that is not."""
+        try:
+            r = self._client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                raise
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            if headers.get("x-amz-delete-marker") != "true":
+                return None  # no version of the key at all
+            return self._newest_under_delete_marker(bucket, key)
+        return real_version(r.get("VersionId"))
+
+    def _newest_under_delete_marker(self, bucket: str, key: str) -> str | None:
+        """The key's newest version that is not a delete marker, from its version listing."""
         paginator = self._client.get_paginator("list_object_versions")
         newest: tuple[Any, str] | None = None
         for page in paginator.paginate(Bucket=bucket, Prefix=key):
-            for version in page.get("Versions", []):
+            versions = page.get("Versions", [])
+            for version in versions:
                 if version["Key"] != key:
                     continue
-                if version.get("IsLatest"):
-                    found = version.get("VersionId")
-                    return real_version(found)
+                if version.get("IsLatest"):  # a new version was written since the HeadObject
+                    return real_version(version.get("VersionId"))
                 if newest is None or version["LastModified"] > newest[0]:
                     newest = (version["LastModified"], version.get("VersionId"))
+            if any(entry["Key"] != key for entry in (*versions, *page.get("DeleteMarkers", []))):
+                break  # listed in key order, and the key sorts before every longer key it prefixes: all seen
         return None if newest is None else real_version(newest[1])

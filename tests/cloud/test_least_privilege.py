@@ -272,6 +272,16 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 object_created("incoming/t4.csv", upload("incoming/t4.csv", shorter))
                 process_queue()
                 aggregate()
+                # A key deleted (a delete marker on top) before the events of its two versions arrive: the newest
+                # version under the marker is still the one that counts, found by listing the key's versions.
+                deleted = "incoming/t5.csv"
+                older = upload(deleted, rows.replace("MSFT", "ORCL").encode())
+                newer = upload(deleted, rows.replace("MSFT", "ORCL").replace(",10", ",30").encode())
+                s3.delete_object(Bucket=bucket, Key=deleted)
+                assert object_created(deleted, older)["status"] == "superseded"
+                kept = object_created(deleted, newer)["ingestion_id"]
+                process_queue()
+                aggregate()
 
                 with as_function("api_handler"):
                     bars = client.http.get("/bars?symbol=MSFT&interval=1m")
@@ -280,12 +290,17 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     symbols = client.http.get("/symbols")
                     unversioned_bars = client.http.get("/bars?symbol=IBM&interval=1m")
                     shortened = client.http.get("/bars?symbol=NFLX&interval=1m")
+                    kept_status = client.http.get(f"/ingestions/{kept}")
+                    under_marker = client.http.get("/bars?symbol=ORCL&interval=1m")
                 assert [b["revision"] for b in json.loads(bars.body)["bars"]] == [2, 2, 2]
                 assert len(json.loads(unversioned_bars.body)["bars"]) == 3
                 assert len(json.loads(shortened.body)["bars"]) == 1
                 assert json.loads(status.body)["status"] == "processed"
                 assert json.loads(file_status.body)["status"] == "superseded"
-                assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT", "IBM", "NFLX"}
+                assert json.loads(kept_status.body)["status"] == "processed"
+                assert [b["close"] for b in json.loads(under_marker.body)["bars"]] == ["300", "301", "302"]
+                assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT", "IBM", "NFLX",
+                                                                                       "ORCL"}
                 published = [e["detail-type"] for e in map(json.loads, drain(names["events_queue_url"]))]
                 assert "BarsRevised" in published or any(
                     op == "PutEvents" and p["Entries"][0]["DetailType"] == "BarsRevised"

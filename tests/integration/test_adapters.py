@@ -116,6 +116,36 @@ def test_object_reads_ranges_streams_and_metadata(provisioned: dict[str, str], s
         objects.head(settings.bucket_name, "incoming/never.csv", None)
 
 
+def test_the_current_version_of_a_key_costs_one_head_object_whatever_the_bucket_holds(
+    provisioned: dict[str, str], settings: Settings, session: boto3.session.Session
+) -> None:
+    """Every ingestion and every counted file source asks which version of its key is current.
+    ListObjectVersions would walk every version under the prefix (moto copies every version in the bucket,
+    bytes and all, on each call); HeadObject reads the one key. Only a key whose current version is a delete
+    marker has its versions listed."""
+    s3 = session.client("s3")
+    bucket = settings.bucket_name
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"incoming/other-{i}.csv", Body=b"x" * 100_000)
+    s3.put_object(Bucket=bucket, Key="incoming/t.csv", Body=b"1")
+    newest = s3.put_object(Bucket=bucket, Key="incoming/t.csv", Body=b"2")["VersionId"]
+    objects = S3ObjectStore(s3)
+    operations: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: operations.append(model.name))
+    assert objects.latest_version(bucket, "incoming/t.csv") == newest
+    assert objects.latest_version(bucket, "incoming/never.csv") is None
+    assert operations == ["HeadObject", "HeadObject"]
+    s3.delete_object(Bucket=bucket, Key="incoming/t.csv")
+    operations.clear()
+    assert objects.latest_version(bucket, "incoming/t.csv") == newest
+    assert operations == ["HeadObject", "ListObjectVersions"]
+    # A bucket that was never versioned: its objects have no version id to name.
+    s3.create_bucket(Bucket="market-data-unversioned-itest")
+    s3.put_object(Bucket="market-data-unversioned-itest", Key="t.csv", Body=b"1")
+    assert objects.latest_version("market-data-unversioned-itest", "t.csv") is None
+    assert objects.latest_version("market-data-unversioned-itest", "gone.csv") is None
+
+
 def test_provisioned_resources_follow_the_stage_settings(provisioned: dict[str, str], settings: Settings,
                                                          session: boto3.session.Session) -> None:
     s3 = session.client("s3")
