@@ -262,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
           f"ticks ({symbol}); emulator temp files in {tmpdir}", flush=True)
     env = {"TMPDIR": str(tmpdir), "MAX_OBJECT_BYTES": str(big_bytes - 1)}
     try:
-        with running_local_stack(work / "localrun.log", extra_env=env) as stack:
+        state = work / "state" if args.keep_state else None
+        with running_local_stack(work / "localrun.log", extra_env=env, state_dir=state) as stack:
             s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                               aws_access_key_id="testing", aws_secret_access_key="testing")
             pid = emulator_pid(stack)
@@ -294,6 +295,9 @@ def run(args: argparse.Namespace) -> int:
                 lost = dead_lettered_events(stack)
                 if lost:
                     print(f"    WARNING: the local driver dead-lettered {lost} event(s)", flush=True)
+                if state is not None:
+                    kept = sum(p.stat().st_size for p in state.rglob("*") if p.is_file())
+                    print(f"    the kept state ({state}): {kept / 2**20:,.0f} MiB on disk", flush=True)
                 print("emulator (python -m localrun.emulator), per phase:")
                 for phase in sampler.phases:
                     print_phase(phase, sampler.hwm_resettable)
@@ -375,6 +379,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="small files uploaded but not yet ingested, at most (default 2: DataIngestion's "
                              "workers in the local driver)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each phase")
+    parser.add_argument("--keep-state", action="store_true",
+                        help="run the stack keeping its state (as make run does) and report the state folder's size")
     parser.add_argument("--sample-seconds", type=float, default=0.2, help="sampling interval (default 0.2)")
     args = parser.parse_args(argv)
     if args.big_mib < 16 or args.uploads < 1 or args.ticks < 1 or args.window < 1:
