@@ -31,16 +31,22 @@ EMULATOR_STOP_TIMEOUT_S = 120  # its last save: a big table takes a few seconds
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In a child, before exec: its own session (a terminal's Ctrl-C reaches only the runner, which stops the
-    children in order), and SIGTERM when the runner dies, however it dies (Linux)."""
-    os.setsid()
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the runner died before prctl took effect
-        os._exit(1)
+def _child_setup() -> Any:
+    """What a child runs before exec: its own session (a terminal's Ctrl-C reaches only the runner, which stops
+    the children in order), and SIGTERM when the runner dies, however it dies (Linux only: elsewhere a child
+    outlives a runner killed with SIGKILL)."""
+    runner = os.getpid()
+
+    def setup() -> None:
+        os.setsid()
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != runner:  # the runner died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 def _stop_with_make() -> None:
@@ -66,6 +72,25 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def check_state_folder(state: Path) -> str | None:
+    """One line if another local stack holds the state folder (the emulator holds it while it runs)."""
+    import fcntl
+
+    lock = state / "lock"
+    if not lock.exists():
+        return None
+    with open(lock, "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "?"
+            return (f"{_shown(state)} is in use by another local stack (pid {holder}); stop it, or give this one "
+                    "another folder (--state-dir DIR) or none (--ephemeral)")
+        fcntl.flock(file, fcntl.LOCK_UN)
+    return None
+
+
 def check_ports(host: str, wanted: list[tuple[int, str, str]]) -> str | None:
     """The first port (of (port, what, option)) that something else holds, as one line; None if all are free."""
     seen: dict[int, str] = {}
@@ -75,7 +100,7 @@ def check_ports(host: str, wanted: list[tuple[int, str, str]]) -> str | None:
         seen[port] = what
         if _port_in_use(host, port):
             return (f"port {port} on {host} is in use (wanted for the {what}); stop what holds it or choose another "
-                    f"port with {option} N (make run ARGS='{option} N')")
+                    f"port with {option} N (with make: ARGS='{option} N')")
     return None
 
 
@@ -85,11 +110,17 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 60) -> None:
+class StartFailed(Exception):
+    """A component did not start; the message says which and why."""
+
+
+def _wait_http(url: str, process: subprocess.Popen, what: str, stop: threading.Event, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop.is_set():
+            raise StartFailed("stopped while starting")
         if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode} while starting")
+            raise StartFailed(f"{what} exited with code {process.returncode} while starting")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -97,7 +128,7 @@ def _wait_http(url: str, process: subprocess.Popen, what: str, timeout: float = 
             return  # it answers
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             time.sleep(0.2)
-    raise SystemExit(f"{what} did not answer on {url} within {timeout:.0f}s")
+    raise StartFailed(f"{what} did not answer on {url} within {timeout:.0f}s")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -139,10 +170,11 @@ def _state_dir(args: argparse.Namespace) -> Path | None:
 
 def _banner(args: argparse.Namespace, settings: Any, endpoint: str, api_url: str, state: Path | None) -> str:
     region = settings.region
+    bin_dir = _shown(Path(sys.executable).parent)
     key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
     aws_env = f"AWS_ACCESS_KEY_ID={key} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION={region}"
     if args.require_sigv4:
-        curl = f"awscurl --service execute-api --region {region} --access_key {key} --secret_key {secret}"
+        curl = f"curl --aws-sigv4 aws:amz:{region}:execute-api --user {key}:{secret}"
         auth = (f"\n  API auth        AWS SigV4 required (service execute-api, region {region}, "
                 f"access key {key}, secret {secret});\n"
                 f"                  unsigned or wrongly signed requests get 403, as with API Gateway IAM auth")
@@ -153,7 +185,7 @@ def _banner(args: argparse.Namespace, settings: Any, endpoint: str, api_url: str
     if args.no_api:
         api_line = ("  REST API        not served (--no-api); in another terminal:\n"
                     f"                  AWS_ENDPOINT_URL={endpoint} {aws_env} API_BASE_URL={api_url} \\\n"
-                    f"                  .venv/bin/chalice local --stage {args.stage} --port {args.api_port}")
+                    f"                  {bin_dir}/chalice local --stage {args.stage} --port {args.api_port}")
     else:
         api_line = f"  REST API        {api_url}{auth}"
     cli_port = "" if args.emulator_port == 5000 else f" EMULATOR_PORT={args.emulator_port}"
@@ -172,7 +204,7 @@ Try:
        -d '{{"symbol":"AAPL","price":150.25,"volume":100}}'
   {curl} -X POST {api_url}/ingest -H 'Content-Type: application/json' --data-binary @examples/coinbase-skl-usd.json
   {aws_env} \\
-       .venv/bin/aws s3 cp examples/binance-futures-aggtrades.csv s3://{settings.bucket_name}/incoming/ \\
+       {bin_dir}/aws s3 cp examples/binance-futures-aggtrades.csv s3://{settings.bucket_name}/incoming/ \\
        --endpoint-url {endpoint}
   {curl} '{api_url}/bars?symbol=AAPL&interval=1m'
   {curl} '{api_url}/bars?symbol=SUSHIUSDT&interval=1m&start=2021-07-22T00:00:00Z'
@@ -187,7 +219,7 @@ Ctrl-C stops everything.
 
 def _shown(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(path.absolute().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 
@@ -206,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     endpoint = f"http://{args.host}:{args.emulator_port}"
     api_url = f"http://{args.host}:{args.api_port}"
-    clash = check_ports(args.host, [(args.emulator_port, "AWS emulator", "--emulator-port"),
-                                    (args.api_port, "REST API", "--api-port")])
+    wanted = [(args.emulator_port, "AWS emulator", "--emulator-port")]
+    if not args.no_api:  # with --no-api, the API port is the user's own chalice local's
+        wanted.append((args.api_port, "REST API", "--api-port"))
+    state = _state_dir(args)
+    clash = check_ports(args.host, wanted) or (check_state_folder(state) if state is not None else None)
     if clash:
         print(clash, file=sys.stderr, flush=True)
         return 2
-    state = _state_dir(args)
     if state is not None and args.fresh:
         from .persistence import move_aside
 
@@ -240,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         if state is not None:
             command += ["--state-dir", str(state)]
         moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=PROJECT_ROOT,
-                                preexec_fn=_die_with_parent)  # only os and prctl calls before exec
+                                preexec_fn=_child_setup())  # only os and prctl calls before exec
         processes.append(("emulator", moto))
-        _wait_http(f"{endpoint}/moto-api/", moto, "the AWS emulator (moto)")
+        _wait_http(f"{endpoint}/moto-api/", moto, "the AWS emulator (moto)", stop)
 
         import boto3
 
@@ -268,10 +302,10 @@ def main(argv: list[str] | None = None) -> int:
             chalice = subprocess.Popen(
                 [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(chalice_port),
                  "--stage", args.stage, "--no-autoreload"],
-                cwd=PROJECT_ROOT, env=os.environ.copy(), preexec_fn=_die_with_parent,
+                cwd=PROJECT_ROOT, env=os.environ.copy(), preexec_fn=_child_setup(),
             )
             processes.append(("chalice local", chalice))
-            _wait_http(f"http://{args.host}:{chalice_port}/symbols", chalice, "chalice local")
+            _wait_http(f"http://{args.host}:{chalice_port}/symbols", chalice, "chalice local", stop)
             if args.require_sigv4:
                 from .sigv4_proxy import Secret, start_proxy
 
@@ -292,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
                     outcome = f"stopped because {what} exited"
                     stop.set()
         return 0 if outcome == "stopped" else 1
+    except StartFailed as exc:
+        outcome = f"not started: {exc}"
+        return 1
     finally:
         # Stop in order: nothing new comes in, invocations finish, then the emulator saves and exits.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -302,8 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         for what, process in reversed(processes):
             _stop_process(process, EMULATOR_STOP_TIMEOUT_S if what == "emulator" else 10)
         emulator = dict(processes).get("emulator")
-        saved = (state is not None and emulator is not None and emulator.returncode == 0)
-        print(f"{outcome}; state saved in {_shown(state)}" if saved and state is not None else outcome, flush=True)
+        if state is not None and emulator is not None and emulator.returncode == 0 and driver is not None:
+            outcome += f"; state saved in {_shown(state)}"
+        elif state is not None and emulator is not None and emulator.returncode == 4:
+            outcome += f"; the last save to {_shown(state)} FAILED (see above): the last seconds' changes are lost"
+        print(outcome, flush=True)
 
 
 if __name__ == "__main__":

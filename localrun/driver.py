@@ -28,6 +28,8 @@ RETRY_VISIBILITY_SECONDS = 1
 # An event received by the driver stays invisible this long, extended every EXTEND_EVERY_SECONDS while it waits.
 EVENT_VISIBILITY_SECONDS = 120
 EXTEND_EVERY_SECONDS = 30
+# Events received but not yet finished, at most: beyond it the driver stops receiving until some finish.
+MAX_HELD_EVENTS = 200
 # Concurrent invocations per function in the background lanes (the processor's are its polling threads).
 LANE_WORKERS = {"DataIngestion": 2, "DataAggregator": 4}
 
@@ -124,6 +126,11 @@ class Driver:
         an asynchronous Lambda invocation waits in Lambda's queue). A message is deleted once its handler
         succeeded, and released for a retry if it failed; while it waits or runs, its visibility is extended,
         so waiting never counts as a failed receive (which would dead-letter a burst of S3 uploads)."""
+        with self._held_lock:
+            backlog = len(self._held)
+        if backlog >= MAX_HELD_EVENTS:  # the rest waits in the queue, where a restart cannot lose it
+            self._stop.wait(0.2)
+            return 0
         response = self._sqs.receive_message(
             QueueUrl=self._events_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
             VisibilityTimeout=EVENT_VISIBILITY_SECONDS,
@@ -219,8 +226,9 @@ class Driver:
                 logger.exception("could not extend the visibility of waiting events")
 
     def stop(self) -> None:
+        """Stop receiving, then wait for every invocation in progress (the emulator must outlive them)."""
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=5)
-        for pool in self._lanes.values():
+            thread.join()
+        for pool in list(self._lanes.values()):
             pool.shutdown(wait=True, cancel_futures=True)

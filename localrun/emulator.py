@@ -97,11 +97,30 @@ class PersistentApplication:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         with self._lock.shared():
-            # The answer is built before it returns (moto answers with bytes), so the snapshot cannot cut it.
-            result = list(self._app(environ, start_response))
-        for service in written_services(environ):
-            self._saver.mark(service)
-        return result
+            # The answer is built before it returns (moto answers with bytes), so the snapshot cannot cut it;
+            # the services it changed are noted before a snapshot can start.
+            try:
+                return list(self._app(environ, start_response))
+            finally:
+                for service in written_services(environ):
+                    self._saver.mark(service)
+
+
+def _long_polls_outside_the_lock(lock: SharedExclusiveLock) -> None:
+    """An SQS ReceiveMessage that waits for messages leaves the shared section while it waits."""
+    from moto.sqs.models import Queue
+
+    wait = Queue.wait_for_messages
+    if getattr(wait, "paused", False):
+        return
+
+    @functools.wraps(wait)
+    def paused_wait(self: Any, timeout: int) -> None:
+        with lock.paused():
+            wait(self, timeout)
+
+    paused_wait.paused = True  # type: ignore[attr-defined]
+    Queue.wait_for_messages = paused_wait  # type: ignore[method-assign]
 
 
 def _log(message: str) -> None:
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.state_dir is not None:
         store = StateStore(args.state_dir, args.region, dynamodb_state.TRACKER)
         try:
+            store.lock_folder()
             restored = store.load()
         except StateRefused as exc:
             _log(str(exc))
@@ -139,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             _log("restored " + ", ".join(f"{service} ({n})" for service, n in sorted(restored.items()))
                  + f" from {args.state_dir}")
         lock = SharedExclusiveLock()
+        _long_polls_outside_the_lock(lock)
         saver = Saver(store, lock, args.save_seconds, _log)
         app = PersistentApplication(app, lock, saver)
         saver.start()
@@ -151,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 saver.stop()
             except Exception as exc:  # say why the last changes are not saved, then exit
-                _log(f"the last save failed: {exc!r}")
+                _log(f"the last save failed: {exc!r}; what changed since the previous save is lost")
+                os._exit(4)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -22,6 +22,7 @@ their visibility timeout would have made them in AWS.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -46,11 +47,14 @@ from . import persistence_dynamodb as dynamodb_state
 
 LAYOUT = 2
 MANIFEST = "manifest.json"
+LOCK = "lock"
 BLOBS = "objects"
 # (moto service, the backend key: S3's backend is per partition, the others per region)
 SERVICES = ("s3", "dynamodb", "sqs")
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 _COPY_CHUNK = 8 * 1024 * 1024
+# However long saves take, one comes at least this often (bounds what a crash of the emulator can lose).
+MAX_SAVE_INTERVAL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -72,22 +76,44 @@ class SharedExclusiveLock:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._local = threading.local()
         self._shared = 0
         self._exclusive = False
         self._waiting = 0
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
+    def _enter_shared(self) -> None:
         with self._cond:
             while self._exclusive or self._waiting:
                 self._cond.wait()
             self._shared += 1
+        self._local.held = True
+
+    def _leave_shared(self) -> None:
+        self._local.held = False
+        with self._cond:
+            self._shared -= 1
+            self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        self._enter_shared()
         try:
             yield
         finally:
-            with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
+            self._leave_shared()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the shared section while this thread only waits (an SQS long poll), so that a snapshot need not
+        wait for it, nor every other request behind the snapshot."""
+        held = getattr(self._local, "held", False)
+        if held:
+            self._leave_shared()
+        try:
+            yield
+        finally:
+            if held:
+                self._enter_shared()
 
     def hold(self) -> None:
         """Take the lock exclusively, for good: the process is about to exit."""
@@ -154,6 +180,8 @@ class _Pickler(pickle.Pickler):
             with obj.lock, open(partial, "wb") as out:
                 obj._value_buffer.seek(0)
                 shutil.copyfileobj(obj._value_buffer, out, _COPY_CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
             os.replace(partial, path)
         self._referenced.add(name)
         return ("s3-object", type(obj), state, name)
@@ -184,7 +212,10 @@ class _Unpickler(pickle.Unpickler):
         key.lock = threading.Lock()
         key._value_buffer = tempfile.SpooledTemporaryFile(max_size=key._max_buffer_size)  # noqa: SIM115 - the key owns it
         path = self._blobs / name
-        if path.exists():
+        if not key.disposed:
+            if not path.exists():
+                raise StateRefused(f"the state names object bytes {path} that are missing; start with --fresh "
+                                   "to begin empty (the old state is moved aside)")
             with open(path, "rb") as blob:
                 shutil.copyfileobj(blob, key._value_buffer, _COPY_CHUNK)
         return key
@@ -213,6 +244,23 @@ class StateStore:
         self._generation = 0
         self._files: dict[str, dict[str, Any]] = {}
 
+    def lock_folder(self) -> None:
+        """Own the folder for as long as this process lives: a second stack on the same folder would overwrite
+        this one's files and delete the ones it still names."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.directory / LOCK, "a+")  # noqa: SIM115 - held until the process exits
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "another process"
+            raise StateRefused(f"{self.directory} is in use by another local stack (pid {holder}); stop it, or give "
+                               "this one another folder (--state-dir DIR) or none (--ephemeral)") from None
+        self._lock_file.seek(0)
+        self._lock_file.truncate()
+        self._lock_file.write(str(os.getpid()))
+        self._lock_file.flush()
+
     # ------------------------------------------------------------------ reading
     def manifest(self) -> dict[str, Any] | None:
         path = self.directory / MANIFEST
@@ -235,6 +283,13 @@ class StateStore:
         manifest = self.manifest()
         if manifest is None:
             return {}
+        try:
+            return self._load(manifest)
+        except (OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError) as exc:
+            raise StateRefused(f"{self.directory} cannot be restored ({exc!r}); start with --fresh to begin empty "
+                               "(the old state is moved aside, not deleted)") from exc
+
+    def _load(self, manifest: dict[str, Any]) -> dict[str, int]:
         restored: dict[str, int] = {}
         self._generation = int(manifest["generation"])
         for service, entry in manifest["services"].items():
@@ -318,7 +373,7 @@ class StateStore:
     def _collect(self) -> None:
         """Delete the pickles and object files the manifest no longer names."""
         keep = ({entry["file"] for entry in self._files.values()}
-                | {entry["journal"] for entry in self._files.values() if "journal" in entry} | {MANIFEST})
+                | {entry["journal"] for entry in self._files.values() if "journal" in entry} | {MANIFEST, LOCK})
         for path in [*self.directory.glob("*.pickle"), *self.directory.glob("*.journal")]:
             if path.name not in keep:
                 path.unlink(missing_ok=True)
@@ -406,21 +461,37 @@ class Saver:
                 self.save()
             except Exception as exc:  # keep saving later; say why now
                 self._log(f"saving the local state failed: {exc!r}")
-            wait = max(self.interval, 9 * self.last_seconds)
+            wait = min(max(self.interval, 9 * self.last_seconds), MAX_SAVE_INTERVAL_S)
 
     def save(self, final: bool = False) -> None:
+        """Save what changed. If anything fails, what was taken for this save is given back, so the next save
+        writes it (DynamoDB whole, since the changed keys were handed over)."""
         with self._save_lock:
-            started = time.monotonic()
             self.lock.hold()
+            started = time.monotonic()  # the save's own time, not the wait for requests to finish
+            services: set[str] = set()
             try:
                 with self._dirty_lock:
                     services, self._dirty = self._dirty, set()
                 captured = self.store.capture(services & set(SERVICES))
+            except BaseException:
+                self._give_back(services)
+                raise
             finally:
                 if not final:
                     self.lock.release()
-            self.store.write(captured)
+            try:
+                self.store.write(captured)
+            except BaseException:
+                self._give_back(services)
+                raise
             self.last_seconds = time.monotonic() - started
+
+    def _give_back(self, services: set[str]) -> None:
+        with self._dirty_lock:
+            self._dirty |= services
+        if "dynamodb" in services and self.store.tracker is not None:
+            self.store.tracker.note_whole()
 
     def stop(self) -> None:
         """Save what changed and stop saving. Requests that arrive afterwards wait for good: call this only

@@ -33,7 +33,8 @@ _TRACKED = ("put_item", "update_item", "delete_item")
 # Operations after which the tracker cannot say which items changed: the next save writes a new base.
 _UNTRACKED = ("create_table", "delete_table", "update_table", "execute_statement", "execute_transaction",
               "batch_execute_statement", "restore_table_from_backup", "restore_table_to_point_in_time",
-              "import_table")
+              "import_table", "tag_resource", "untag_resource", "update_time_to_live", "update_continuous_backups",
+              "create_backup", "delete_backup")
 COMPACT_MIN_BYTES = 16 * 1024 * 1024
 
 

@@ -77,7 +77,9 @@ def http_error(exc: Exception) -> tuple[int, dict[str, Any]]:
             return status, body
     if is_unreachable(exc):
         return 503, {"error": "AwsUnreachable", "message": unreachable_message(exc)}
-    return 500, {"error": "InternalError", "message": "internal error; see the logs"}
+    # Under chalice local against real AWS, an error there (no such table, access denied) is most likely that.
+    hint = LOCAL_HINT if get_settings().chalice_local_without_endpoint else ""
+    return 500, {"error": "InternalError", "message": "internal error; see the logs" + hint}
 
 
 LOCAL_HINT = (

@@ -205,3 +205,17 @@ def test_kill_9_of_make_run_stops_everything(tmp_path: Path) -> None:
     wait_for(lambda: _port_free(emulator_port) and _port_free(api_port), 30, "everything to stop with make")
     leftovers = subprocess.run(["pgrep", "-f", f"--emulator-port {emulator_port}"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_a_second_stack_on_the_same_state_folder_is_refused(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = start_local_stack(tmp_path / "first.log", state_dir=state)
+    try:
+        done = _start_raw(["--emulator-port", str(free_port()), "--api-port", str(free_port()),
+                           "--state-dir", str(state)], tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr
+        assert "in use by another local stack" in lines[0] and "--state-dir" in lines[0]
+        assert first.symbols() == set()  # the first one goes on, untouched
+    finally:
+        stop_local_stack(first.process)

@@ -203,3 +203,77 @@ def test_dynamodb_saves_append_only_what_changed_and_a_torn_tail_is_ignored(tmp_
         assert sorted(map(json.dumps, ddb.scan(TableName=TABLE, ConsistentRead=True)["Items"])) == expected
         item = ddb.get_item(TableName=TABLE, Key={"pk": {"S": "B#1"}, "sk": {"S": "0001"}})["Item"]
         assert item["v"] == {"N": "99"}
+
+
+def test_a_failed_save_gives_back_what_it_took(tmp_path: Path) -> None:
+    from localrun.persistence import Saver, SharedExclusiveLock
+
+    with mock_aws():
+        _populate()
+        store = StateStore(tmp_path, REGION)
+        saver = Saver(store, SharedExclusiveLock(), 3600, lambda _: None)
+        for service in SERVICES:
+            saver.mark(service)
+        real_write = store.write
+        calls = {"n": 0}
+
+        def failing_once(captured: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OSError(28, "No space left on device")
+            real_write(captured)
+
+        store.write = failing_once  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            saver.save()
+        assert not (tmp_path / MANIFEST).exists()
+        saver.save()  # the next save writes everything the failed one had taken
+        manifest = json.loads((tmp_path / MANIFEST).read_text())
+        assert sorted(manifest["services"]) == sorted(SERVICES)
+
+    with mock_aws():
+        assert StateStore(tmp_path, REGION).load() == {"s3": 5, "dynamodb": 50, "sqs": 3}
+
+
+def test_one_folder_one_stack_and_missing_bytes_are_refused(tmp_path: Path) -> None:
+    first = StateStore(tmp_path, REGION)
+    first.lock_folder()
+    with pytest.raises(StateRefused, match=r"in use by another local stack \(pid \d+\)"):
+        StateStore(tmp_path, REGION).lock_folder()  # flock is per open file: a second stack in any process
+    with mock_aws():
+        _populate()
+        _save_all(first)
+    victim = next((tmp_path / BLOBS).iterdir())
+    victim.unlink()
+    with mock_aws(), pytest.raises(StateRefused, match="missing"):
+        StateStore(tmp_path, REGION).load()
+
+
+def test_a_long_poll_does_not_hold_back_a_save(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from localrun.emulator import _long_polls_outside_the_lock
+    from localrun.persistence import SharedExclusiveLock
+
+    lock = SharedExclusiveLock()
+    _long_polls_outside_the_lock(lock)
+    with mock_aws():
+        _, _, sqs = _clients()
+        url = sqs.create_queue(QueueName="long-poll")["QueueUrl"]
+        started = threading.Event()
+
+        def poll() -> None:
+            with lock.shared():  # as the emulator runs a request
+                started.set()
+                sqs.receive_message(QueueUrl=url, WaitTimeSeconds=3)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        started.wait(5)
+        time.sleep(0.3)
+        began = time.monotonic()
+        with lock.exclusive():
+            waited = time.monotonic() - began
+        poller.join()
+        assert waited < 1.0, f"the save waited {waited:.1f}s for a long poll"

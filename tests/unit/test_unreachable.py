@@ -26,3 +26,11 @@ def test_only_the_chalice_cli_without_an_endpoint_is_told_about_the_emulator() -
     assert not Settings.from_env({"AWS_CHALICE_CLI_MODE": "true",
                                   "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}).chalice_local_without_endpoint
     assert not Settings.from_env({}).chalice_local_without_endpoint  # in Lambda
+
+
+def test_under_chalice_local_without_an_endpoint_a_500_says_what_to_run_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "get_settings", lambda: Settings(chalice_local_without_endpoint=True))
+    status, body = api.http_error(RuntimeError("ResourceNotFoundException: no such table"))
+    assert status == 500 and "make emulator" in body["message"]
+    monkeypatch.setattr(api, "get_settings", lambda: Settings(chalice_local_without_endpoint=False))
+    assert "make emulator" not in api.http_error(RuntimeError("x"))[1]["message"]
