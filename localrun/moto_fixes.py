@@ -1,4 +1,4 @@
-"""Three of moto's DynamoDB costs made what they are in DynamoDB, for the local stack and the tests.
+"""moto's costs made what they are in AWS, for the local stack and the tests: three of DynamoDB's, one of SQS's.
 
 - Query reads the items of its partition key only. moto's sorts the whole table on every Query, so the local
   stack slowed down as the table grew (the aggregator's queries took most of its time).
@@ -10,11 +10,19 @@
 - An item is sized once when it is built. moto's item dict sizes the whole item again at each attribute it
   sets, so building an item of n attributes cost n² sizings (about 0.1 ms for a bar, on every write); the
   400 KB limit is checked the same, on the whole item.
+- SQS sends and receives without counting the queue. moto reads a queue's attribute dict, whose
+  ``ApproximateNumberOf*`` entries scan every message, on every message sent (for ContentBasedDeduplication)
+  and three times per message received (for MessageRetentionPeriod): with a backlog of thousands of messages the
+  local stack spent most of its time there. Those reads now build the dict without the counts; a
+  GetQueueAttributes that asks for counts (or for All) still gets them, as exact as before.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import threading
 from typing import Any
 
 
@@ -100,17 +108,77 @@ def _sized_once_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, 
     dict.update(self.attrs, values)
 
 
+_STATIC_ONLY = threading.local()
+
+
+def _uncounted_attributes(original: Any) -> Any:
+    """Queue.attributes, skipping the message counts while a caller that reads no count is on the stack."""
+
+    def attributes(self: Any) -> dict[str, Any]:
+        if not getattr(_STATIC_ONLY, "on", False):
+            return original(self)
+        from moto.core.utils import camelcase_to_underscores
+
+        names = [a for a in self.BASE_ATTRIBUTES if not a.startswith("Approximate")]
+        if self.fifo_queue:
+            names += self.FIFO_ATTRIBUTES
+        if self.kms_master_key_id:
+            names += self.KMS_ATTRIBUTES
+        result: dict[str, Any] = {name: getattr(self, camelcase_to_underscores(name)) for name in names}
+        if self.policy:
+            result["Policy"] = self.policy
+        if self.redrive_policy:
+            result["RedrivePolicy"] = json.dumps(self.redrive_policy)
+        return {k: str(v).lower() if isinstance(v, bool) else v for k, v in result.items()}
+
+    attributes.uncounted = True  # type: ignore[attr-defined]
+    return property(attributes)
+
+
+def _without_counts(method: Any, needs_counts: Any = None) -> Any:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if needs_counts is not None and needs_counts(*args, **kwargs):
+            return method(*args, **kwargs)
+        previous = getattr(_STATIC_ONLY, "on", False)
+        _STATIC_ONLY.on = True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _STATIC_ONLY.on = previous
+
+    call.uncounted = True  # type: ignore[attr-defined]
+    return call
+
+
+def _asks_for_counts(_self: Any, _queue_name: str, attribute_names: Any, *_: Any, **__: Any) -> bool:
+    return any(name == "All" or name.startswith("Approximate") for name in attribute_names)
+
+
+def _install_sqs() -> None:
+    from moto.sqs.models import Queue, SQSBackend
+
+    current: Any = Queue.__dict__["attributes"]
+    if getattr(current.fget, "uncounted", False):
+        return
+    setattr(Queue, "attributes", _uncounted_attributes(current.fget))  # noqa: B010 - a property, replaced
+    SQSBackend.send_message = _without_counts(SQSBackend.send_message)  # type: ignore[method-assign]
+    SQSBackend.get_queue_attributes = _without_counts(  # type: ignore[method-assign]
+        SQSBackend.get_queue_attributes, _asks_for_counts)
+
+
 # moto's limit (between the documented 400 KB and the measured 409-410 KB).
 ITEM_SIZE_LIMIT = 405000
 
 
 def install() -> None:
-    """Use all three for every DynamoDB backend of this process (idempotent)."""
+    """Use all of them for every DynamoDB and SQS backend of this process (idempotent)."""
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
 
     Item.__init__ = _sized_once_init  # type: ignore[method-assign]
+    _install_sqs()
 
     DynamoDBBackend.transact_write_items = fast_transact_write_items  # type: ignore[method-assign]
     if not getattr(Table.query, "partition_only", False):
