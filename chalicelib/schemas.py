@@ -1,18 +1,20 @@
-"""Pydantic models at the pipeline's edges, used on both sides: SQS message bodies (and their codec), the
+"""msgspec models at the pipeline's edges, used on both sides: SQS message bodies (and their codec), the
 details of the S3 "Object Created" event and of the pipeline's own TicksProcessed and BarsRevised events.
 
-Message bodies are versioned and validated in one call when a processor reads them, so a malformed or
-foreign message is set aside (in the dead-letter queue) instead of being half-processed.
+Message bodies are versioned and validated in one call when a processor reads them (``decode_message``), so
+a malformed or foreign message is set aside (in the dead-letter queue) instead of being half-processed. The
+queue messages are a tagged union on ``kind``; an event's detail is read with ``detail_of`` and written with
+``to_builtins``. Structs are not validated when built in code: only decoding checks types and constraints.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import msgspec
 
 from .domain.ingestion import MAX_ID_CHARS
 from .domain.ticks import Tick
@@ -25,69 +27,75 @@ AGGREGATION_PENDING = "AggregationPending"  # an aggregator hands symbols on to 
 # A validated tick on the wire: [symbol, price, volume, ts_ns, trade_id, side, exchange].
 WireTick = tuple[str, str, str, int, str | None, str | None, str | None]
 
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+S = TypeVar("S", bound=msgspec.Struct)
 
+
+class _Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="kind"):
     v: Literal[1] = 1
-    ingestion_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    chunk: int = Field(ge=0)
-    rank: str = Field(min_length=1, max_length=120)
+    ingestion_id: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+    chunk: NonNegative
+    rank: Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
     received_ns: int
 
 
-class TicksMessage(_Message):
+class TicksMessage(_Message, frozen=True, kw_only=True, tag="ticks"):
     """Ticks validated at the REST edge; ``seq0`` is the source position of the first one."""
 
-    kind: Literal["ticks"] = "ticks"
-    seq0: int = Field(ge=0)
+    kind: ClassVar[Literal["ticks"]] = "ticks"
+    seq0: NonNegative
     ticks: list[WireTick]
 
 
-class ObjectPart(_Message):
+class ObjectPart(_Message, frozen=True, kw_only=True):
     """Where to read a chunk of an S3 object, and how to parse it."""
 
     bucket: str
     key: str
     version_id: str | None = None
     format: Literal["csv", "ndjson", "json"]
-    first_line: int = Field(ge=1)
-    header: dict | None = None  # ColumnMap.to_dict() for CSV
+    first_line: Annotated[int, msgspec.Meta(ge=1)]
+    header: dict[str, Any] | None = None  # ColumnMap.to_dict() for CSV
     default_symbol: str | None = None
 
 
-class RangeMessage(ObjectPart):
+class RangeMessage(ObjectPart, frozen=True, kw_only=True, tag="range"):
     """A line-aligned byte range [start, end) of an uncompressed object."""
 
-    kind: Literal["range"] = "range"
-    start: int = Field(ge=0)
-    end: int = Field(ge=0)
+    kind: ClassVar[Literal["range"]] = "range"
+    start: NonNegative
+    end: NonNegative
 
 
-class TextMessage(ObjectPart):
+class TextMessage(ObjectPart, frozen=True, kw_only=True, tag="text"):
     """Lines carried inline (from a compressed object, which cannot be range-read)."""
 
-    kind: Literal["text"] = "text"
+    kind: ClassVar[Literal["text"]] = "text"
     text: str
 
 
-class ObjectMessage(ObjectPart):
+class ObjectMessage(ObjectPart, frozen=True, kw_only=True, tag="object"):
     """A whole object parsed at once (a JSON array cannot be split on lines)."""
 
-    kind: Literal["object"] = "object"
+    kind: ClassVar[Literal["object"]] = "object"
     gzip: bool = False
 
 
-QueueMessage = Annotated[
-    TicksMessage | RangeMessage | TextMessage | ObjectMessage, Field(discriminator="kind")
-]
-QUEUE_MESSAGE = TypeAdapter(QueueMessage)
+QueueMessage = TicksMessage | RangeMessage | TextMessage | ObjectMessage
+_MESSAGE_DECODER = msgspec.json.Decoder(QueueMessage)
 
 
-def queue_body(message: BaseModel) -> str:
+def decode_message(body: str | bytes) -> QueueMessage:
+    """A queue message from its body, validated: raises ``msgspec.DecodeError`` (not JSON) or
+    ``msgspec.ValidationError`` (not a message of this pipeline), both ValueErrors."""
+    return _MESSAGE_DECODER.decode(body)
+
+
+def queue_body(message: _Message) -> str:
     """A queue message's body, in ASCII: SQS refuses some characters (U+FFFE, U+FFFF) that a file's text or
     an object key may hold, and JSON can spell every character as an escape."""
-    return json.dumps(message.model_dump(mode="json"), separators=(",", ":"))
+    return json.dumps(msgspec.to_builtins(message), separators=(",", ":"), ensure_ascii=True)
 
 
 def encode_tick_messages(
@@ -126,24 +134,30 @@ def decode_ticks(message: TicksMessage) -> list[Tick]:
             for i, (s, p, v, ts, tid, side, ex) in enumerate(message.ticks)]
 
 
-class S3Bucket(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def detail_of(cls: type[S], data: Mapping[str, Any]) -> S:
+    """An event's detail read as ``cls``, validated: raises ``msgspec.ValidationError`` (a ValueError)."""
+    return msgspec.convert(data, cls)
 
+
+def to_builtins(struct: msgspec.Struct) -> dict[str, Any]:
+    """A struct as JSON-ready builtins (an event's detail, as published)."""
+    data: dict[str, Any] = msgspec.to_builtins(struct)
+    return data
+
+
+class S3Bucket(msgspec.Struct):
     name: str
 
 
-class S3Object(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
+class S3Object(msgspec.Struct):
     key: str
-    version_id: str | None = Field(default=None, alias="version-id")
+    version_id: str | None = msgspec.field(default=None, name="version-id")  # absent or null: not versioned
     size: int | None = None
 
 
-class ObjectCreatedDetail(BaseModel):
-    """Detail of S3's "Object Created" event on EventBridge (the fields the ingestion reads)."""
-
-    model_config = ConfigDict(extra="ignore")
+class ObjectCreatedDetail(msgspec.Struct):
+    """Detail of S3's "Object Created" event on EventBridge (the fields the ingestion reads; others are
+    ignored)."""
 
     bucket: S3Bucket
     object: S3Object
@@ -157,10 +171,8 @@ class ObjectCreatedDetail(BaseModel):
         return detail
 
 
-class WindowChange(BaseModel):
+class WindowChange(msgspec.Struct, forbid_unknown_fields=True):
     """The 1-minute windows [first_minute_ns, last_minute_ns] of one symbol that a batch changed."""
-
-    model_config = ConfigDict(extra="forbid")
 
     symbol: str
     first_minute_ns: int
@@ -168,38 +180,30 @@ class WindowChange(BaseModel):
     ticks: int
 
 
-class TicksProcessedDetail(BaseModel):
+class TicksProcessedDetail(msgspec.Struct):
     """Detail of the ``TicksProcessed`` event: one per processed batch. When more symbols changed than an
     event can list, ``changes`` is empty: the aggregator then takes every dirty window."""
-
-    model_config = ConfigDict(extra="ignore")
 
     ingestion_ids: list[str] = []
     symbols_changed: int | None = None
     changes: list[WindowChange] = []
 
 
-class AggregationPendingDetail(BaseModel):
+class AggregationPendingDetail(msgspec.Struct):
     """Detail of the ``AggregationPending`` event: symbols whose dirty windows a run hands on to a new run."""
-
-    model_config = ConfigDict(extra="ignore")
 
     symbols: list[str]
 
 
-class RevisedBar(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RevisedBar(msgspec.Struct, forbid_unknown_fields=True):
     symbol: str
     interval: str
     start: str
     revision: int | None  # None: the window emptied and its bar was deleted
 
 
-class BarsRevisedDetail(BaseModel):
+class BarsRevisedDetail(msgspec.Struct):
     """Detail of the ``BarsRevised`` event: published bars that changed (the first MAX_REVISIONS_LISTED)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     count: int
     bars: list[RevisedBar]

@@ -10,12 +10,14 @@ trades in sequence), then by their source's rank (time of receipt), then by posi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Context, Decimal, localcontext
+from itertools import repeat
+from operator import itemgetter, mod, mul, sub
 from typing import Any
 
-from .ticks import Tick
+from .ticks import Tick, TickColumns
 from .timefmt import NS_PER_S
 
 MINUTE_NS = 60 * NS_PER_S
@@ -121,12 +123,15 @@ def _tie(tick: Tick) -> tuple[str, int]:
     return trade_rank(tick.trade_id), tick.seq
 
 
-def partials_from_ticks(ticks: Iterable[Tick], source_rank: str) -> dict[tuple[str, int], Bar]:
+def partials_from_ticks(ticks: Iterable[Tick] | TickColumns, source_rank: str) -> dict[tuple[str, int], Bar]:
     """One-minute partial aggregates of a batch of ticks, keyed by (symbol, minute start).
 
-    A single pass with plain comparisons (this is the hot path of processing): ticks are compared by
-    timestamp, and the full order key is only consulted on a tie; keys are built for the winners only.
+    Columns go to ``partials_from_columns``. Tick values take a single pass with plain comparisons: ticks are
+    compared by timestamp, and the full order key is only consulted on a tie; keys are built for the winners
+    only. The two give the same bars (tests/unit/test_fastpath_differential.py).
     """
+    if isinstance(ticks, TickColumns):
+        return partials_from_columns(ticks, source_rank)
     out: dict[tuple[str, int], list[Any]] = {}
     with localcontext(EXACT):
         for tick in ticks:
@@ -159,6 +164,58 @@ def partials_from_ticks(ticks: Iterable[Tick], source_rank: str) -> dict[tuple[s
             order_key(first.ts_ns, first.trade_id, source_rank, first.seq),
             order_key(last.ts_ns, last.trade_id, source_rank, last.seq),
         )
+    return partials
+
+
+def partials_from_columns(columns: TickColumns, source_rank: str) -> dict[tuple[str, int], Bar]:
+    """One-minute partial aggregates of ticks given column by column, keyed by (symbol, minute start).
+
+    This is the hot path of processing. The ticks are grouped by window in one pass; each window is then
+    summed with C loops over its columns (sum, max, min over the window's prices and volumes), in the ticks'
+    order, so the exact Decimal results (their digits and exponent too) are those of adding tick by tick. Open
+    and close are the first and last ticks by timestamp; the full order (trade id, then position) decides a tie.
+    """
+    stamps = columns.ts_ns
+    groups: dict[tuple[str, int], list[int]] = {}
+    get = groups.get
+    minutes = map(sub, stamps, map(mod, stamps, repeat(MINUTE_NS)))
+    for index, key in enumerate(zip(columns.symbols, minutes, strict=False)):
+        group = get(key)
+        if group is None:
+            groups[key] = [index]
+        else:
+            group.append(index)
+    prices, volumes, trade_ids, seqs = columns.prices, columns.volumes, columns.trade_ids, columns.seqs
+
+    def key_of(index: int) -> str:
+        return order_key(stamps[index], trade_ids[index], source_rank, seqs[index])
+
+    def pick(candidates: list[int], times: Sequence[int], at: int, last: bool) -> int:
+        if times.count(at) == 1:
+            return candidates[times.index(at)]
+        tied = [candidates[i] for i, t in enumerate(times) if t == at]
+        rank = lambda i: (trade_rank(trade_ids[i]), seqs[i])  # noqa: E731
+        return max(tied, key=rank) if last else min(tied, key=rank)
+
+    partials: dict[tuple[str, int], Bar] = {}
+    with localcontext(EXACT):
+        for (symbol, minute), members in groups.items():
+            if len(members) == 1:
+                i = members[0]
+                price, volume = prices[i], volumes[i]
+                only = key_of(i)
+                partials[(symbol, minute)] = Bar(symbol, "1m", minute, price, price, price, price, volume,
+                                                 price * volume, 1, stamps[i], stamps[i], only, only)
+                continue
+            take = itemgetter(*members)
+            ps, vs, ts = take(prices), take(volumes), take(stamps)
+            notional = list(map(mul, ps, vs))
+            first_ns, last_ns = min(ts), max(ts)
+            first = pick(members, ts, first_ns, last=False)
+            last = pick(members, ts, last_ns, last=True)
+            partials[(symbol, minute)] = Bar(
+                symbol, "1m", minute, prices[first], max(ps), min(ps), prices[last], sum(vs[1:], vs[0]),
+                sum(notional[1:], notional[0]), len(members), first_ns, last_ns, key_of(first), key_of(last))
     return partials
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 from typing import Any
 
+from . import fastpath
 from .columns import ColumnMap, header_problem
 from .errors import RecordError
 from .formats import ParseContext, ParseResult, numbered_lines, text_lines
@@ -18,6 +19,10 @@ from .ticks import tick_from_record
 
 def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ctx: ParseContext) -> ParseResult:
     """CSV data rows (no header); ``first_line`` is the 1-based file line of ``lines[0]``."""
+    if ctx.fast:
+        fast = fastpath.csv_lines(lines, first_line, column_map, ctx)
+        if fast is not None:
+            return ParseResult(ctx.max_errors, fast)
     result = ParseResult(max_errors=ctx.max_errors)
     columns = list(column_map.columns.items())
     unit = column_map.timestamp_unit

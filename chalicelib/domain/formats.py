@@ -10,15 +10,16 @@ Two dialects share this code:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from . import fastpath
 from .columns import aliased_record
 from .errors import RecordError
 from .text import show, strip_space
-from .ticks import Tick, tick_from_record
+from .ticks import Tick, TickColumns, tick_from_record
 
 # Media types, for request bodies and for files whose name says nothing: format by type.
 MEDIA_TYPES = {
@@ -30,14 +31,33 @@ MEDIA_TYPES = {
 }
 
 
-@dataclass
 class ParseResult:
-    """Ticks that passed, and the rejects (the first ``max_errors`` kept, all counted)."""
+    """Ticks that passed, and the rejects (the first ``max_errors`` kept, all counted). The fast path hands
+    its ticks over as columns; ``ticks`` makes Tick values of them when asked."""
 
-    ticks: list[Tick] = field(default_factory=list)
-    errors: list[RecordError] = field(default_factory=list)
-    rejected: int = 0
-    max_errors: int = 20
+    __slots__ = ("_columns", "_ticks", "errors", "max_errors", "rejected")
+
+    def __init__(self, max_errors: int = 20, columns: TickColumns | None = None) -> None:
+        self._ticks: list[Tick] | None = None if columns is not None else []
+        self._columns = columns
+        self.errors: list[RecordError] = []
+        self.rejected = 0
+        self.max_errors = max_errors
+
+    @property
+    def ticks(self) -> list[Tick]:
+        if self._ticks is None:
+            self._ticks = self._columns.ticks() if self._columns is not None else []
+        return self._ticks
+
+    def columns(self) -> TickColumns:
+        """The ticks column by column (the precise path's ticks transposed once they are all in)."""
+        if self._columns is None:
+            self._columns = TickColumns.of(self.ticks)
+        return self._columns
+
+    def __len__(self) -> int:
+        return len(self._columns) if self._ticks is None and self._columns is not None else len(self.ticks)
 
     def reject(self, errors: Iterable[RecordError]) -> None:
         self.rejected += 1
@@ -101,6 +121,7 @@ class ParseContext:
     strict: bool = False
     max_errors: int = 20
     max_line_chars: int = 1 << 20
+    fast: bool = True  # try the fast path first (False: the precise path alone, for comparisons)
 
 
 def numbered_lines(lines: Iterable[str], first_line: int, ctx: ParseContext,
@@ -162,6 +183,10 @@ def is_one_json_document(text: str) -> bool:
 
 def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
     """A JSON body: one tick object or an array of them. Records are numbered from 0."""
+    if ctx.fast:
+        columns = fastpath.json_document(text, ctx)
+        if columns is not None:
+            return ParseResult(ctx.max_errors, columns)
     result = ParseResult(max_errors=ctx.max_errors)
     stripped = strip_space(text.lstrip("\ufeff"))
     if not stripped:
@@ -184,8 +209,12 @@ def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
     return result
 
 
-def parse_ndjson_lines(lines: Iterable[str], first_line: int, ctx: ParseContext) -> ParseResult:
+def parse_ndjson_lines(lines: Sequence[str], first_line: int, ctx: ParseContext) -> ParseResult:
     """NDJSON: one JSON object per line; blank lines are skipped. ``first_line`` is 1-based."""
+    if ctx.fast:
+        columns = fastpath.ndjson_lines(lines, first_line, ctx)
+        if columns is not None:
+            return ParseResult(ctx.max_errors, columns)
     result = ParseResult(max_errors=ctx.max_errors)
     for number, where, line in numbered_lines(lines, first_line, ctx, result):
         text = strip_space(line.lstrip("\ufeff"))

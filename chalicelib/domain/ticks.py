@@ -11,7 +11,8 @@ plain pydantic-model-per-tick baseline.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -41,6 +42,36 @@ class Tick(NamedTuple):
     trade_id: str | None = None
     side: str | None = None
     exchange: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TickColumns:
+    """Ticks column by column, as the fast path reads them and the queue carries them: equal-length sequences,
+    one per Tick field. ``ticks()`` makes Tick values of them; ``of()`` the columns of Tick values."""
+
+    symbols: Sequence[str]
+    prices: Sequence[Decimal]
+    volumes: Sequence[Decimal]
+    ts_ns: Sequence[int]
+    seqs: Sequence[int]
+    trade_ids: Sequence[str | None]
+    sides: Sequence[str | None]
+    exchanges: Sequence[str | None]
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def ticks(self) -> list[Tick]:
+        return list(map(Tick, self.symbols, self.prices, self.volumes, self.ts_ns, self.seqs, self.trade_ids,
+                        self.sides, self.exchanges))
+
+    @classmethod
+    def of(cls, ticks: Iterable[Tick]) -> TickColumns:
+        ticks = list(ticks)
+        if not ticks:
+            return cls((), (), (), (), (), (), (), ())
+        symbols, prices, volumes, ts_ns, seqs, trade_ids, sides, exchanges = zip(*ticks, strict=True)
+        return cls(symbols, prices, volumes, ts_ns, seqs, trade_ids, sides, exchanges)
 
 
 class FieldError(ValueError):
@@ -175,8 +206,8 @@ def _fast_tick(
             return None
         if len(_VALID_SYMBOLS) < _CACHE_LIMIT:
             _VALID_SYMBOLS.add(symbol)
-    price = _plain_decimal(get("price"))
-    volume = _plain_decimal(get("volume"))
+    price = plain_decimal(get("price"))
+    volume = plain_decimal(get("volume"))
     if price is None or volume is None or not price:
         return None
     raw_ts = get("timestamp")
@@ -191,20 +222,20 @@ def _fast_tick(
     if trade_id is not None:
         if type(trade_id) is int and 0 <= trade_id < _MAX_INT_ID:
             trade_id = str(trade_id)
-        elif type(trade_id) is not str or not _clean_token(trade_id):
+        elif type(trade_id) is not str or not clean_token(trade_id):
             return None
     side = get("side")
     if side is not None:
-        if type(side) is not str or not _clean_token(side):
+        if type(side) is not str or not clean_token(side):
             return None
         side = side.lower()
     exchange = get("exchange")
-    if exchange is not None and (type(exchange) is not str or not _clean_token(exchange)):
+    if exchange is not None and (type(exchange) is not str or not clean_token(exchange)):
         return None
     return Tick(symbol, price, volume, ts_ns, seq, trade_id, side, exchange)
 
 
-def _plain_decimal(raw: Any) -> Decimal | None:
+def plain_decimal(raw: Any) -> Decimal | None:
     """A decimal written plainly: digits with at most one point, at most 18 digits each side; else None.
 
     That shape is finite, not negative and in range by construction, so no Decimal checks are needed.
@@ -231,7 +262,7 @@ def _plain_decimal(raw: Any) -> Decimal | None:
     return raw if kind is Decimal else Decimal(text)
 
 
-def _clean_token(text: str) -> bool:
+def clean_token(text: str) -> bool:
     return bool(text) and text[0] != " " and text[-1] != " " and TOKEN_RE.fullmatch(text) is not None
 
 

@@ -83,40 +83,68 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
 
 
 def fast_timestamp(raw: Any, unit: str | None = None) -> int | None:
-    """Epoch ns of an ordinary timestamp (UTC ISO 8601 with '-' and 'T' or ' ', or an epoch int), else None.
+    """Epoch ns of an ordinary timestamp (UTC ISO 8601 with '-' and 'T' or ' ', or an epoch number as an int or
+    as ASCII digits), else None.
 
     The common shapes in one pass with no datetime objects; None leaves the verdict to parse_timestamp.
     """
     if type(raw) is int:
-        magnitude = -raw if raw < 0 else raw
-        if unit is None:
-            unit = "s" if magnitude < 10**11 else "ms" if magnitude < 10**14 else "us" if magnitude < 10**17 else "ns"
-        return raw * UNIT_NS[unit]
-    if type(raw) is not str or len(raw) < 19:
+        return epoch_ns(raw, unit)
+    if type(raw) is not str:
         return None
-    head = raw[:19]
+    if len(raw) < 19:
+        return epoch_ns(int(raw), unit) if 0 < len(raw) <= 20 and raw.isascii() and raw.isdigit() else None
+    seconds = iso_seconds(raw[:19])
+    if seconds is None:
+        return epoch_ns(int(raw), unit) if len(raw) <= 20 and raw.isascii() and raw.isdigit() else None
+    frac = iso_tail_ns(raw[19:])
+    return None if frac is None else seconds * NS_PER_S + frac
+
+
+def epoch_ns(value: int, unit: str | None) -> int:
+    """An epoch number in ``unit`` (or the unit its magnitude implies) as epoch ns."""
+    if unit is None:
+        unit = epoch_unit(value)
+    return value * UNIT_NS[unit]
+
+
+def epoch_unit(value: int) -> str:
+    """The unit of an epoch number by its magnitude (see the module docstring)."""
+    magnitude = -value if value < 0 else value
+    return "s" if magnitude < 10**11 else "ms" if magnitude < 10**14 else "us" if magnitude < 10**17 else "ns"
+
+
+def iso_seconds(head: str) -> int | None:
+    """Epoch seconds of the 19 characters 'YYYY-MM-DDTHH:MM:SS' (cached), else None."""
     seconds = _SECOND_CACHE.get(head)
     if seconds is None:
+        if len(head) != 19:
+            return None
         seconds = _iso_seconds(head)
         if seconds is None:
             return None
         if len(_SECOND_CACHE) >= 200_000:
             _SECOND_CACHE.clear()
         _SECOND_CACHE[head] = seconds
-    ns = seconds * NS_PER_S
-    if len(raw) == 19:
-        return ns
-    if raw[19] == ".":
-        end = len(raw) - 1 if raw[-1] in "Zz" else len(raw)
-        digits = raw[20:end]
+    return seconds
+
+
+def iso_tail_ns(tail: str) -> int | None:
+    """The nanoseconds of what follows 'YYYY-MM-DDTHH:MM:SS' in an ordinary UTC timestamp: nothing, a fraction
+    of 1 to 9 digits after '.', then 'Z', 'z', '+00:00' or nothing; else None."""
+    if not tail:
+        return 0
+    if tail[0] == ".":
+        end = len(tail) - 1 if tail[-1] in "Zz" else len(tail)
+        digits = tail[1:end]
         if 0 < len(digits) <= 9 and ascii_digits(digits):
-            return ns + int(digits) * 10 ** (9 - len(digits))
-        tail = _ISO_TAIL.fullmatch(raw, 19)
-        if tail is None:
+            return int(digits) * 10 ** (9 - len(digits))
+        match = _ISO_TAIL.fullmatch(tail)
+        if match is None:
             return None
-        frac = tail.group(1)
-        return ns + int(frac.ljust(9, "0")) if frac else ns
-    return ns if raw[19:] in ("Z", "z", "+00:00") else None
+        frac = match.group(1)
+        return int(frac.ljust(9, "0")) if frac else 0
+    return 0 if tail in ("Z", "z", "+00:00") else None
 
 
 def _iso_seconds(head: str) -> int | None:

@@ -11,7 +11,13 @@ from typing import Any, TypeVar
 
 from ..domain.errors import BatchFailed
 from ..observability import flush
-from ..schemas import AGGREGATION_PENDING, AggregationPendingDetail, ObjectCreatedDetail, TicksProcessedDetail
+from ..schemas import (
+    AGGREGATION_PENDING,
+    AggregationPendingDetail,
+    ObjectCreatedDetail,
+    TicksProcessedDetail,
+    detail_of,
+)
 from ..usecases.aggregate import Aggregate
 from ..usecases.ingest_object import IngestObject
 from ..usecases.process_batch import ProcessBatch
@@ -34,7 +40,7 @@ def flushes_metrics(function: F) -> F:
 
 @flushes_metrics
 def on_object_created(detail: dict[str, Any], ingest: IngestObject) -> dict[str, Any]:
-    event = ObjectCreatedDetail.model_validate(detail)
+    event = detail_of(ObjectCreatedDetail, detail)
     return ingest(event.bucket.name, event.object.key, event.object.version_id)
 
 
@@ -62,9 +68,9 @@ def on_aggregator_event(detail_type: str, detail: dict[str, Any], aggregate: Agg
     symbols: set[str] = set()
     try:
         if detail_type == AGGREGATION_PENDING:
-            symbols = set(AggregationPendingDetail.model_validate(detail).symbols)
+            symbols = set(detail_of(AggregationPendingDetail, detail).symbols)
         else:
-            symbols = {change.symbol for change in TicksProcessedDetail.model_validate(detail).changes}
+            symbols = {change.symbol for change in detail_of(TicksProcessedDetail, detail).changes}
     except ValueError:  # not a detail this pipeline wrote: the event still says "windows are dirty"
         pass
     return aggregate(symbols or None)

@@ -36,7 +36,14 @@ from ..ports import (
     PartialStore,
     SymbolStore,
 )
-from ..schemas import AGGREGATION_PENDING, BARS_REVISED, AggregationPendingDetail, BarsRevisedDetail, RevisedBar
+from ..schemas import (
+    AGGREGATION_PENDING,
+    BARS_REVISED,
+    AggregationPendingDetail,
+    BarsRevisedDetail,
+    RevisedBar,
+    to_builtins,
+)
 from ..settings import Settings
 from .common import Clock, Metric, no_metric
 from .sources import Sources
@@ -120,7 +127,7 @@ class Aggregate:
             try:
                 detail = BarsRevisedDetail(count=len(run.revised), bars=[
                     RevisedBar(**bar) for bar in run.revised[:MAX_REVISIONS_LISTED]])
-                self._events.publish(BARS_REVISED, detail.model_dump(mode="json"))
+                self._events.publish(BARS_REVISED, to_builtins(detail))
             except Exception:
                 logger.exception("could not publish BarsRevised")
         run.counts["bars_revised"] = len(run.revised)
@@ -196,8 +203,8 @@ class Aggregate:
         group = self._settings.symbols_per_run
         for i in range(0, len(symbols), group):
             try:
-                self._events.publish(AGGREGATION_PENDING, AggregationPendingDetail(
-                    symbols=symbols[i : i + group]).model_dump(mode="json"))
+                self._events.publish(AGGREGATION_PENDING, to_builtins(AggregationPendingDetail(
+                    symbols=symbols[i : i + group])))
                 run.counts["handed_on"] += len(symbols[i : i + group])
             except Exception:
                 logger.exception("could not hand on; the scheduled run will aggregate these symbols")

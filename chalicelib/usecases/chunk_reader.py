@@ -13,7 +13,7 @@ from ..domain.formats import (
     parse_ndjson_lines,
     text_lines,
 )
-from ..domain.ticks import Tick
+from ..domain.ticks import Tick, TickColumns
 from ..ports import ObjectStore
 from ..schemas import ObjectMessage, QueueMessage, RangeMessage, TicksMessage, decode_ticks
 from ..settings import Settings
@@ -24,7 +24,7 @@ class ChunkReader:
         self._objects = objects
         self._settings = settings
 
-    def __call__(self, message: QueueMessage) -> tuple[list[Tick], ParseResult]:
+    def __call__(self, message: QueueMessage) -> tuple[list[Tick] | TickColumns, ParseResult]:
         """The chunk's valid ticks, and its parse result (rejects located by file line or record)."""
         if isinstance(message, TicksMessage):
             return decode_ticks(message), ParseResult()
@@ -40,7 +40,7 @@ class ChunkReader:
                 parsed = parse_ndjson_lines(text_lines(text), 1, ctx)  # objects one per line, named .json
             else:
                 parsed = parse_json_document(text, ctx)
-            return parsed.ticks, parsed
+            return parsed.columns(), parsed
         if isinstance(message, RangeMessage):
             data = self._objects.read_range(message.bucket, message.key, message.version_id, message.start,
                                             message.end)
@@ -52,4 +52,4 @@ class ChunkReader:
             parsed = parse_csv_lines(lines, message.first_line, ColumnMap.from_dict(message.header or {}), ctx)
         else:
             parsed = parse_ndjson_lines(lines, message.first_line, ctx)
-        return parsed.ticks, parsed
+        return parsed.columns(), parsed

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..domain.bars import MINUTE_NS
 from ..domain.errors import InvalidQuery, NotFound, OperationIncomplete
 from ..domain.ingestion import object_ingestion_id
@@ -32,7 +30,7 @@ from ..ports import (
     PartialStore,
     TickQueue,
 )
-from ..schemas import QUEUE_MESSAGE
+from ..schemas import decode_message
 from ..settings import Settings
 from .aggregate import Aggregate
 from .ingest_object import IngestObject
@@ -76,14 +74,22 @@ def summarize_body(body: str) -> dict[str, Any]:
     if "start" in doc and "end" in doc:
         summary["bytes"] = [_short(doc["start"]), _short(doc["end"])]
     try:
-        QUEUE_MESSAGE.validate_python(doc)
+        decode_message(body)
         summary["valid"] = True
-    except ValidationError as exc:
-        # loc and msg only: pydantic's input_value could be the very ticks this must not print.
-        first = exc.errors()[0]
+    except ValueError as exc:
         summary["valid"] = False
-        summary["problem"] = f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}"
+        summary["problem"] = _problem(str(exc))
     return summary
+
+
+def _problem(error: str) -> str:
+    """``where: what`` of a decoding error. msgspec names the path and quotes a mismatched literal (``kind``,
+    ``format``), never a whole value such as the ticks; that quote is shortened all the same."""
+    what, found, path = error.rpartition(" - at `")
+    if not found:
+        return f"body: {_short(error)}"
+    where = path.rstrip("`").removeprefix("$").removeprefix(".")
+    return f"{where or 'body'}: {_short(what)}"
 
 
 def describe_letter(letter: DeadLetter) -> dict[str, Any]:

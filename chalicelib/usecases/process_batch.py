@@ -20,7 +20,14 @@ from ..domain.errors import TransientError
 from ..domain.ingestion import MAX_ID_CHARS, ChunkFailure, ChunkResult, source_id
 from ..observability import logger
 from ..ports import DirtyWindowStore, EventPublisher, IngestionStore, ObjectStore, PartialStore, TickQueue
-from ..schemas import QUEUE_MESSAGE, TICKS_PROCESSED, QueueMessage, TicksProcessedDetail, WindowChange
+from ..schemas import (
+    TICKS_PROCESSED,
+    QueueMessage,
+    TicksProcessedDetail,
+    WindowChange,
+    decode_message,
+    to_builtins,
+)
 from ..settings import Settings
 from .chunk_reader import ChunkReader
 from .common import Clock, Metric, Transient, describe, no_metric
@@ -100,8 +107,8 @@ class ProcessBatch:
 
     def _one(self, message_id: str, body: str, attempt: int, outcome: BatchOutcome) -> tuple[str, Windows] | None:
         try:
-            message = QUEUE_MESSAGE.validate_json(body)
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            message = decode_message(body)
+        except ValueError as exc:  # msgspec's DecodeError and ValidationError are ValueErrors
             logger.warning("message is not a pipeline message", extra={"reason": str(exc)[:300]})
             self._set_aside(message_id, body, _message_ids(body), "the queue message cannot be read (not a message "
                             "of this pipeline, or from an incompatible version)", outcome)
@@ -190,7 +197,7 @@ class ProcessBatch:
             changes=[WindowChange(symbol=s, first_minute_ns=lo, last_minute_ns=hi, ticks=n)
                      for s, (lo, hi, n) in listed])
         try:
-            self._events.publish(TICKS_PROCESSED, detail.model_dump(mode="json"))
+            self._events.publish(TICKS_PROCESSED, to_builtins(detail))
         except Exception:
             # The dirty windows are stored already; the scheduled run aggregates them.
             logger.exception("could not publish TicksProcessed; the schedule will pick the windows up")
