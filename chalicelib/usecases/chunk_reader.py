@@ -15,7 +15,15 @@ from ..domain.formats import (
 )
 from ..domain.ticks import Tick, TickColumns
 from ..ports import ObjectStore
-from ..schemas import ObjectMessage, QueueMessage, RangeMessage, TicksMessage, decode_ticks
+from ..schemas import (
+    ColumnsMessage,
+    ObjectMessage,
+    QueueMessage,
+    RangeMessage,
+    TicksMessage,
+    decode_columns,
+    decode_ticks,
+)
 from ..settings import Settings
 
 
@@ -26,6 +34,8 @@ class ChunkReader:
 
     def __call__(self, message: QueueMessage) -> tuple[list[Tick] | TickColumns, ParseResult]:
         """The chunk's valid ticks, and its parse result (rejects located by file line or record)."""
+        if isinstance(message, ColumnsMessage):
+            return decode_columns(message), ParseResult()
         if isinstance(message, TicksMessage):
             return decode_ticks(message), ParseResult()
         settings = self._settings

@@ -39,7 +39,7 @@ from ..domain.text import strip_space
 from ..domain.timefmt import NS_PER_S
 from ..observability import logger
 from ..ports import IdempotencyStore, IngestionStore, TickQueue
-from ..schemas import encode_tick_messages
+from ..schemas import encode_column_messages
 from ..settings import Settings
 from .common import Clock, Metric, Transient, no_metric
 from .sources import Sources
@@ -101,9 +101,9 @@ class IngestBody:
                 # the chunks it may have queued are overwritten rather than added.
                 ingestion_id, received_ns = existing.ingestion_id, existing.received_ns
                 parsed = self._parse(text, fmt, received_ns)
-        messages = encode_tick_messages(parsed.ticks, ingestion_id, source_rank(received_ns, ingestion_id),
+        messages = encode_column_messages(parsed.columns(), ingestion_id, source_rank(received_ns, ingestion_id),
                                         received_ns, self._settings.message_bytes)
-        ingestion = Ingestion(ingestion_id, Source.API, Status.QUEUED, received_ns, accepted=len(parsed.ticks),
+        ingestion = Ingestion(ingestion_id, Source.API, Status.QUEUED, received_ns, accepted=len(parsed),
                               chunks=len(messages), format=fmt)
         self._ingestions.put_ingestion(ingestion)
         try:
@@ -114,13 +114,13 @@ class IngestBody:
                 raise TransientError("could not queue the ticks; retry the request (with the same Idempotency-Key)"
                                      ) from exc
             raise
-        response = {"ingestion_id": ingestion_id, "accepted": len(parsed.ticks), "status": Status.QUEUED.value,
+        response = {"ingestion_id": ingestion_id, "accepted": len(parsed), "status": Status.QUEUED.value,
                     "status_path": f"/ingestions/{ingestion_id}"}
         if key is not None:
             done = IdempotencyClaim(body_hash, ingestion_id, received_ns, ClaimState.DONE, response)
             self._keys.complete_idempotency_key(key, done, expires_at)
-        self._metric("TicksAccepted", len(parsed.ticks))
-        logger.info("ingestion queued", extra={"ingestion_id": ingestion_id, "ticks": len(parsed.ticks),
+        self._metric("TicksAccepted", len(parsed))
+        logger.info("ingestion queued", extra={"ingestion_id": ingestion_id, "ticks": len(parsed),
                                               "messages": len(messages)})
         return response
 
@@ -146,6 +146,6 @@ class IngestBody:
             parsed = parse_csv_document(text, ctx)
         if parsed.rejected:
             raise InvalidTicks(parsed.errors, parsed.rejected)
-        if not parsed.ticks:
+        if not len(parsed):
             raise InvalidTicks([RecordError("body", "-", "contains no records")])
         return parsed

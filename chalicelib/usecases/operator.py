@@ -65,6 +65,8 @@ def summarize_body(body: str) -> dict[str, Any]:
                                "chunk": _short(doc.get("chunk"))}
     if isinstance(doc.get("ticks"), list):
         summary["ticks"] = len(doc["ticks"])
+    elif doc.get("kind") == "columns" and isinstance(doc.get("t"), list):
+        summary["ticks"] = len(doc["t"])
     if isinstance(doc.get("text"), str):
         summary["text_chars"] = len(doc["text"])
     if "key" in doc:

@@ -67,7 +67,7 @@ def test_summary_names_the_message_but_never_its_ticks() -> None:
     env.pipeline.ingest_body(ticks_body("SUMM"), "application/json")
     (body,) = env.queue.messages
     summary = summarize_body(body)
-    assert summary["kind"] == "ticks" and summary["ticks"] == 4 and summary["valid"] is True
+    assert summary["kind"] == "columns" and summary["ticks"] == 4 and summary["valid"] is True
     assert "10.5" not in json.dumps(summary)
     broken = summarize_body(json.dumps({"v": 1, "kind": "ticks", "ingestion_id": "x", "chunk": 0, "ticks": "SECRET"}))
     assert broken["valid"] is False and "SECRET" not in json.dumps(broken)

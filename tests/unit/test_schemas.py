@@ -9,10 +9,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from chalicelib.domain.ticks import Tick
+from chalicelib.domain.ticks import Tick, TickColumns
 from chalicelib.schemas import (
     AggregationPendingDetail,
     BarsRevisedDetail,
+    ColumnsMessage,
     ObjectCreatedDetail,
     ObjectMessage,
     QueueMessage,
@@ -22,9 +23,11 @@ from chalicelib.schemas import (
     TicksMessage,
     TicksProcessedDetail,
     WindowChange,
+    decode_columns,
     decode_message,
     decode_ticks,
     detail_of,
+    encode_column_messages,
     encode_tick_messages,
     queue_body,
     to_builtins,
@@ -71,6 +74,52 @@ def test_tick_messages_carry_the_ticks_exactly() -> None:
     decoded = [t for m in messages if isinstance(m, TicksMessage) for t in decode_ticks(m)]
     assert decoded == ticks
     assert [m.chunk for m in messages] == list(range(len(bodies)))
+
+
+def mixed_ticks(n: int) -> list[Tick]:
+    return [Tick(("ESU4", "BTC/USDT", "A:B")[i % 3], Decimal("5432.25") + i, Decimal(i % 4) / 8,
+                 1_719_878_401_000_000_000 + i, i, str(1000 + i) if i % 5 else None, ("buy", None)[i % 2],
+                 "CME" if i % 7 == 0 else None) for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 50, 400])
+@pytest.mark.parametrize("limit", [700, 1_200, 262_144])
+def test_column_messages_carry_the_ticks_exactly_within_the_limit(n: int, limit: int) -> None:
+    ticks = mixed_ticks(n)
+    bodies = encode_column_messages(TickColumns.of(ticks), "api-1", "r0002", 1_719_878_402_000_000_000, limit)
+    assert all(len(body.encode()) <= limit and body.isascii() for body in bodies)
+    messages = [decode_message(body) for body in bodies]
+    assert all(isinstance(m, ColumnsMessage) and m.kind == "columns" for m in messages)
+    assert [m.chunk for m in messages] == list(range(len(bodies)))
+    decoded = [t for m in messages if isinstance(m, ColumnsMessage) for t in decode_columns(m).ticks()]
+    assert [(t.symbol, str(t.price), str(t.volume), t.ts_ns, t.trade_id, t.side, t.exchange) for t in decoded] == [
+        (t.symbol, str(t.price), str(t.volume), t.ts_ns, t.trade_id, t.side, t.exchange) for t in ticks]
+    assert [t.seq for t in decoded] == list(range(n))  # positions in the request, as the earlier form gave
+    # ...and exactly what the earlier form of the same ticks decodes to
+    earlier = [t for b in encode_tick_messages(ticks, "api-1", "r0002", 1, 262_144)
+               for m in [decode_message(b)] if isinstance(m, TicksMessage) for t in decode_ticks(m)]
+    assert decoded == earlier
+
+
+def test_a_column_message_leaves_out_the_columns_no_tick_has() -> None:
+    ticks = [Tick("A", Decimal(1), Decimal(2), 1_719_878_401_000_000_000, 0)]
+    [body] = encode_column_messages(TickColumns.of(ticks), "api-1", "r", 5, 1_000)
+    doc = json.loads(body)
+    assert {"id", "side", "ex"}.isdisjoint(doc) and doc["symbols"] == ["A"] and doc["p"] == ["1"]
+
+
+@pytest.mark.parametrize("change", [
+    {"t": [1, 2]},  # columns of different lengths
+    {"s": [1]},  # a symbol index out of range
+    {"t": [], "s": [], "p": [], "q": []},  # no ticks
+    {"p": [1]},  # a number where decimal text belongs
+    {"id": ["1", "2"]},
+])
+def test_a_damaged_column_message_is_refused(change: dict[str, Any]) -> None:
+    [body] = encode_column_messages(TickColumns.of([Tick("A", Decimal(1), Decimal(2), 10, 0, "7")]), "api-1", "r",
+                                    5, 1_000)
+    with pytest.raises(msgspec.ValidationError):
+        decode_message(json.dumps({**json.loads(body), **change}))
 
 
 @pytest.mark.parametrize("change", [

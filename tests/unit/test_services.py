@@ -30,7 +30,16 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.ticks import Tick
 from chalicelib.domain.timefmt import format_ns, parse_timestamp
 from chalicelib.entrypoints.api import http_error
-from chalicelib.schemas import RangeMessage, TicksMessage, TicksProcessedDetail, decode_message, detail_of
+from chalicelib.schemas import (
+    ColumnsMessage,
+    RangeMessage,
+    TicksMessage,
+    TicksProcessedDetail,
+    decode_columns,
+    decode_message,
+    detail_of,
+    queue_body,
+)
 from chalicelib.settings import Settings
 from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
 
@@ -140,9 +149,11 @@ def test_ingest_one_json_object(env: Env) -> None:
     assert response["status_path"] == f"/ingestions/{response['ingestion_id']}"
     [body_out] = env.queue.messages
     message = decode_message(body_out)
-    assert isinstance(message, TicksMessage)
+    assert isinstance(message, ColumnsMessage)
     assert message.ingestion_id == response["ingestion_id"]
-    assert message.ticks == [("AAPL", "187.25", "10", parse_timestamp("2024-07-01T23:58:01Z"), None, None, None)]
+    assert decode_columns(message).ticks() == [
+        Tick("AAPL", Decimal("187.25"), Decimal(10), parse_timestamp("2024-07-01T23:58:01Z"), 0)]
+    assert (message.symbols, message.s, message.p, message.q, message.id) == (["AAPL"], [0], ["187.25"], ["10"], None)
     stored = env.store.ingestions[response["ingestion_id"]]
     assert (stored["source"], stored["status"], stored["accepted"], stored["chunks"]) == ("api", "queued", 1, 1)
 
@@ -159,9 +170,10 @@ def test_ingest_formats_queue_every_tick_and_give_the_same_bars(encode: Any, con
     assert response["accepted"] == len(rows)
     queued = [decode_message(m) for m in env.queue.messages]
     assert len(queued) > 1
-    assert all(isinstance(m, TicksMessage) for m in queued)
+    assert all(isinstance(m, ColumnsMessage) for m in queued)
     assert [m.chunk for m in queued] == list(range(len(queued)))
-    assert sum(len(m.ticks) for m in queued if isinstance(m, TicksMessage)) == len(rows)
+    assert all(len(body) <= 1_500 for body in env.queue.messages)
+    assert sum(len(m.t) for m in queued if isinstance(m, ColumnsMessage)) == len(rows)
     assert env.store.ingestions[response["ingestion_id"]]["chunks"] == len(queued)
 
     env.run()
@@ -590,7 +602,7 @@ class FailingAfter:
 
 
 def test_a_request_whose_queueing_failed_never_counts_and_its_retry_counts_once() -> None:
-    env = make_env(message_bytes=2_000)  # several messages per request
+    env = make_env(message_bytes=1_000)  # several messages per request
     rows = sample_rows(60)
     flaky = FailingAfter(env.queue, ok=2)
     env.with_queue(flaky)
@@ -745,3 +757,24 @@ def test_ingestion_status_before_and_after_processing() -> None:
     env.pipeline.process_batch(messages[1:])
     done = env.pipeline.ingestion_status(response["ingestion_id"])
     assert done["status"] == "processed" and "completed_at" in done
+
+
+def test_messages_in_the_earlier_form_still_in_a_queue_give_the_same_bars() -> None:
+    rows = sample_rows()
+    current, earlier = make_env(message_bytes=1_500), make_env(message_bytes=1_500)
+    for env in (current, earlier):
+        env.pipeline.ingest_body(as_json(rows), "application/json")
+    rewritten = []
+    for body in earlier.queue.messages:
+        message = decode_message(body)
+        assert isinstance(message, ColumnsMessage)
+        ticks = decode_columns(message).ticks()
+        rewritten.append(queue_body(TicksMessage(
+            ingestion_id=message.ingestion_id, chunk=message.chunk, rank=message.rank,
+            received_ns=message.received_ns, seq0=message.seq0,
+            ticks=[(t.symbol, str(t.price), str(t.volume), t.ts_ns, t.trade_id, t.side, t.exchange) for t in ticks])))
+    earlier.queue.messages[:] = rewritten
+    current.run()
+    earlier.run()
+    assert all_bars(earlier) == all_bars(current)
+    assert all_bars(current)[("ESU4", "1m")]
