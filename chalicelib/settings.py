@@ -52,6 +52,9 @@ class Settings:
     json_object_max_bytes: int = 64 * 1024 * 1024
     max_errors: int = 20
     idempotency_ttl_seconds: int = 86_400
+    # Payloads are read by the fast path first, which defers to the precise parsers on any doubt (same ticks
+    # either way); FAST_PATH=false reads everything with the precise parsers alone.
+    fast_path: bool = True
     # Aggregation: a symbol's marks are worked off in rounds of at most max_windows_per_run minutes under its
     # lease (renewed each round, so a round must take less than lease_seconds); one run takes at most
     # symbols_per_run symbols, spends at most symbol_slice_seconds on one and aggregate_seconds in all
@@ -97,6 +100,7 @@ class Settings:
             inline_chunk_bytes=int(env.get("INLINE_CHUNK_BYTES", d.inline_chunk_bytes)),
             json_object_max_bytes=int(env.get("JSON_OBJECT_MAX_BYTES", d.json_object_max_bytes)),
             max_errors=int(env.get("MAX_ERRORS", d.max_errors)),
+            fast_path=_bool(env.get("FAST_PATH"), d.fast_path),
             idempotency_ttl_seconds=int(env.get("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds)),
             max_windows_per_run=int(env.get("MAX_WINDOWS_PER_RUN", d.max_windows_per_run)),
             lease_seconds=int(env.get("LEASE_SECONDS", d.lease_seconds)),

@@ -28,13 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from typing_extensions import TypedDict
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
@@ -42,6 +45,7 @@ for path in (str(REPO_ROOT), str(SCRIPTS)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import msgspec  # noqa: E402
 from bench_data import (  # noqa: E402
     Ohlcv,
     TickRow,
@@ -49,13 +53,23 @@ from bench_data import (  # noqa: E402
     csv_body,
     expected_minute_bars,
     json_body,
+    merge_minute_bars,
     synthetic_ticks,
 )
-from pydantic import BaseModel  # noqa: E402
+from pydantic import BaseModel, TypeAdapter  # noqa: E402
 
-from chalicelib.domain.bars import partials_from_ticks  # noqa: E402
+from chalicelib.domain.bars import partials_from_columns, partials_from_ticks  # noqa: E402
 from chalicelib.domain.csv_rows import parse_csv_document  # noqa: E402
-from chalicelib.domain.formats import ParseContext, parse_json_document  # noqa: E402
+from chalicelib.domain.formats import ParseContext, parse_json_document, parse_ndjson_lines, text_lines  # noqa: E402
+from chalicelib.schemas import (  # noqa: E402
+    ColumnsMessage,
+    TicksMessage,
+    decode_columns,
+    decode_message,
+    decode_ticks,
+    encode_column_messages,
+    encode_tick_messages,
+)
 
 STACK_SCENARIOS = ("rest", "live", "backfill", "breadth")
 SCENARIO_NAMES = ("inprocess", *STACK_SCENARIOS)
@@ -71,28 +85,94 @@ class BaselineTick(BaseModel):
     timestamp: datetime
 
 
-def baseline(text: str) -> dict[Window, Ohlcv]:
-    """json.loads, one pydantic model per tick dict, naive aggregation in arrival order."""
+class TypedTick(TypedDict):
+    symbol: str
+    price: Decimal
+    volume: Decimal
+    timestamp: datetime
+
+
+TYPED_TICKS = TypeAdapter(list[TypedTick])
+
+
+class StructTick(msgspec.Struct):
+    symbol: str
+    price: Decimal
+    volume: Decimal
+    timestamp: datetime
+    trade_id: str | None = None
+
+
+STRUCT_TICKS = msgspec.json.Decoder(list[StructTick])
+
+
+def naive_bars(ticks: Iterable[tuple[str, Decimal, Decimal, datetime]]) -> dict[Window, Ohlcv]:
+    """Plain dict aggregation in arrival order (what the baselines do after validating)."""
     bars: dict[tuple[str, datetime], list[Decimal]] = {}
-    for record in json.loads(text, parse_float=Decimal):
-        tick = BaselineTick.model_validate({k: record[k] for k in ("symbol", "price", "volume", "timestamp")})
-        key = (tick.symbol, tick.timestamp.replace(second=0, microsecond=0))
+    for symbol, price, volume, stamp in ticks:
+        key = (symbol, stamp.replace(second=0, microsecond=0))
         acc = bars.get(key)
         if acc is None:
-            bars[key] = [tick.price, tick.price, tick.price, tick.price, tick.volume]
+            bars[key] = [price, price, price, price, volume]
         else:
-            price = tick.price
-            acc[1], acc[2], acc[3], acc[4] = max(acc[1], price), min(acc[2], price), price, acc[4] + tick.volume
+            acc[1], acc[2], acc[3], acc[4] = max(acc[1], price), min(acc[2], price), price, acc[4] + volume
     return {(s, int(m.timestamp() * 1000)): (a[0], a[1], a[2], a[3], a[4]) for (s, m), a in bars.items()}
 
 
-def project(parse: Callable[[str, ParseContext], Any], text: str) -> dict[Window, Ohlcv]:
-    ctx = ParseContext(received_ns=time.time_ns(), strict=parse is parse_json_document)
-    parsed = parse(text, ctx)
+def baseline(text: str) -> dict[Window, Ohlcv]:
+    """json.loads, one pydantic model per tick dict, naive aggregation in arrival order."""
+    ticks = (BaselineTick.model_validate({k: r[k] for k in ("symbol", "price", "volume", "timestamp")})
+             for r in json.loads(text, parse_float=Decimal))
+    return naive_bars((t.symbol, t.price, t.volume, t.timestamp) for t in ticks)
+
+
+def typed_adapter(text: str) -> dict[Window, Ohlcv]:
+    """pydantic's TypeAdapter(list[TypedDict]).validate_json on the whole body, then the naive aggregation."""
+    return naive_bars((t["symbol"], t["price"], t["volume"], t["timestamp"]) for t in TYPED_TICKS.validate_json(text))
+
+
+def msgspec_alone(text: str) -> dict[Window, Ohlcv]:
+    """msgspec Structs with Decimal fields (exact for JSON numbers), then the naive aggregation."""
+    return naive_bars((t.symbol, t.price, t.volume, t.timestamp) for t in STRUCT_TICKS.decode(text))
+
+
+def minute_bars(partials: dict[tuple[str, int], Any]) -> dict[Window, Ohlcv]:
+    return {(s, m // 1_000_000): (b.open, b.high, b.low, b.close, b.volume) for (s, m), b in partials.items()}
+
+
+def project(fmt: str, text: str, fast: bool) -> dict[Window, Ohlcv]:
+    """The project's parser for ``fmt`` and its partials; ``fast=False``: the precise parsers alone and the
+    per-tick partials, as the project read payloads before its fast path."""
+    ctx = ParseContext(received_ns=time.time_ns(), strict=fmt != "csv", fast=fast)
+    if fmt == "json":
+        parsed = parse_json_document(text, ctx)
+    elif fmt == "ndjson":
+        parsed = parse_ndjson_lines(text_lines(text), 1, ctx)
+    else:
+        parsed = parse_csv_document(text, ctx)
     if parsed.rejected:
         raise SystemExit(f"the project's parser rejected synthetic ticks: {parsed.errors[:3]}")
-    partials = partials_from_ticks(parsed.ticks, "bench")
-    return {(s, m // 1_000_000): (b.open, b.high, b.low, b.close, b.volume) for (s, m), b in partials.items()}
+    return minute_bars(partials_from_ticks(parsed.columns() if fast else parsed.ticks, "bench"))
+
+
+def chain(text: str, fast: bool) -> dict[Window, Ohlcv]:
+    """POST /ingest's work and the processors': parse the JSON body, pack its ticks into queue messages, decode
+    each as a processor does, and make its partials. ``fast=False``: the precise parsers, the per-tick message
+    form and per-tick partials."""
+    ctx = ParseContext(received_ns=time.time_ns(), strict=True, fast=fast)
+    parsed = parse_json_document(text, ctx)
+    bars: dict[Window, Ohlcv] = {}
+    if fast:
+        for body in encode_column_messages(parsed.columns(), "api-1", "r", ctx.received_ns, 240_000):
+            message = decode_message(body)
+            assert isinstance(message, ColumnsMessage)
+            merge_minute_bars(bars, minute_bars(partials_from_columns(decode_columns(message), message.rank)))
+    else:
+        for body in encode_tick_messages(parsed.ticks, "api-1", "r", ctx.received_ns, 240_000):
+            message = decode_message(body)
+            assert isinstance(message, TicksMessage)
+            merge_minute_bars(bars, minute_bars(partials_from_ticks(decode_ticks(message), message.rank)))
+    return bars
 
 
 def best_of(runs: int, call: Callable[[], dict[Window, Ohlcv]]) -> tuple[float, dict[Window, Ohlcv]]:
@@ -104,29 +184,53 @@ def best_of(runs: int, call: Callable[[], dict[Window, Ohlcv]]) -> tuple[float, 
     return best, result
 
 
-def bench_in_process(ticks: list[TickRow], runs: int = 3) -> None:
+def import_cpu_ms(runs: int = 5) -> float:
+    """CPU time of ``import app`` in a new interpreter (the stage's environment, as a Lambda cold start)."""
+    code = "import time; t = time.process_time(); import app; print((time.process_time() - t) * 1000)"
+    return min(float(subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, capture_output=True,
+                                    text=True).stdout) for _ in range(runs))
+
+
+def bench_in_process(ticks: list[TickRow], runs: int = 5) -> None:
     n = len(ticks)
     as_json, as_csv = json_body(ticks), csv_body(ticks)
+    as_ndjson = as_json[1:-1].replace("},{", "}\n{") + "\n"
     expected = expected_minute_bars(ticks)
-    rows = [
-        ("project  JSON  formats.parse_json_document + bars.partials_from_ticks",
-         lambda: project(parse_json_document, as_json)),
-        ("project  CSV   csv_rows.parse_csv_document + bars.partials_from_ticks",
-         lambda: project(parse_csv_document, as_csv)),
-        ("baseline JSON  json.loads + pydantic BaseModel per tick + naive aggregation",
+    rows: list[tuple[str, str, Callable[[], dict[Window, Ohlcv]]]] = [
+        ("json", "project  JSON    fast path (columns) + partials", lambda: project("json", as_json, True)),
+        ("json0", "project  JSON    precise parser alone + per-tick partials", lambda: project("json", as_json, False)),
+        ("ndjson", "project  NDJSON  fast path (columns) + partials", lambda: project("ndjson", as_ndjson, True)),
+        ("ndjson0", "project  NDJSON  precise parser alone + per-tick partials",
+         lambda: project("ndjson", as_ndjson, False)),
+        ("csv", "project  CSV     fast path (columns) + partials", lambda: project("csv", as_csv, True)),
+        ("csv0", "project  CSV     precise parser alone + per-tick partials", lambda: project("csv", as_csv, False)),
+        ("chain", "project  JSON    body -> column messages -> processor -> partials", lambda: chain(as_json, True)),
+        ("chain0", "project  JSON    precise, per-tick messages -> processor -> per-tick partials",
+         lambda: chain(as_json, False)),
+        ("pydantic", "baseline JSON    json.loads + pydantic BaseModel per tick + naive aggregation",
          lambda: baseline(as_json)),
+        ("typed", "baseline JSON    TypeAdapter(list[TypedDict]).validate_json + naive aggregation",
+         lambda: typed_adapter(as_json)),
+        ("msgspec", "baseline JSON    msgspec Struct (Decimal fields) alone + naive aggregation",
+         lambda: msgspec_alone(as_json)),
     ]
     print(f"[inprocess] validate + aggregate: {n:,} synthetic ticks, {len(expected):,} one-minute windows, "
-          f"best of {runs}")
-    rates = []
-    for label, call in rows:
-        seconds, result = best_of(runs, call)
-        if result != expected:
-            raise SystemExit(f"{label}: the bars differ from the plain OHLCV of the ticks")
-        rates.append(n / seconds)
-        print(f"    {label:<80} {n / seconds:>12,.0f} ticks/s  ({seconds * 1000:,.0f} ms)")
-    print(f"    project JSON / baseline: {rates[0] / rates[2]:.2f}x   "
-          f"project CSV / baseline: {rates[1] / rates[2]:.2f}x")
+          f"best of {runs}, interleaved")
+    best = {name: float("inf") for name, _, _ in rows}
+    for _ in range(runs):  # interleaved, so that the machine's load falls on every row alike
+        for name, label, call in rows:
+            seconds, result = best_of(1, call)
+            if result != expected:
+                raise SystemExit(f"{label}: the bars differ from the plain OHLCV of the ticks")
+            best[name] = min(best[name], seconds)
+    rate = {name: n / seconds for name, seconds in best.items()}
+    for name, label, _ in rows:
+        print(f"    {label:<84} {rate[name]:>12,.0f} ticks/s  ({best[name] * 1000:,.0f} ms)")
+    print("    fast path / precise path:  " + "   ".join(
+        f"{fmt.upper()} {rate[fmt] / rate[fmt + '0']:.2f}x" for fmt in ("json", "ndjson", "csv", "chain")))
+    print("    JSON fast path / baselines:  " + "   ".join(
+        f"{name} {rate['json'] / rate[name]:.2f}x" for name in ("pydantic", "typed", "msgspec")))
+    print(f"    import app: {import_cpu_ms():,.0f} ms CPU (best of 5, a new interpreter each)")
     print()
 
 

@@ -188,7 +188,9 @@ def _from_records(records: list[_Record], text: str, ctx: ParseContext, seq0: in
         else:
             types = list(map(type, values))
             quotes += 2 * (n - types.count(_UNSET_TYPE) + types.count(str))
-        if _UNSET_TYPE in kinds:
+        if kinds == {_UNSET_TYPE}:
+            values = [None] * n
+        elif _UNSET_TYPE in kinds:
             values = [None if v is _UNSET else v for v in values]
         columns.append(values)
     # json.loads keeps the last of a repeated key and so does msgspec; the precise path rejects the record.
@@ -286,16 +288,26 @@ def _timestamps(values: Sequence[Any], unit: str | None, received_ns: int) -> Se
 
 
 def _iso_column(values: Sequence[str]) -> list[int] | None:
-    heads = list(map(_HEAD, values))
-    seconds = {head: iso_seconds(head) for head in set(heads)}
-    if None in seconds.values():
+    # Each distinct second and each distinct fraction is read once; an unreadable one is None, and adding it
+    # to a number raises.
+    try:
+        return list(map(add, map(_HeadNs().__getitem__, map(_HEAD, values)),
+                        map(_TailNs().__getitem__, map(_TAIL, values))))
+    except TypeError:
         return None
-    tails = list(map(_TAIL, values))
-    fractions = {tail: iso_tail_ns(tail) for tail in set(tails)}
-    if None in fractions.values():
-        return None
-    return list(map(add, map(mul, map(seconds.__getitem__, heads), repeat(NS_PER_S)),
-                    map(fractions.__getitem__, tails)))
+
+
+class _HeadNs(dict):  # type: ignore[type-arg]
+    def __missing__(self, head: str) -> int | None:
+        seconds = iso_seconds(head)
+        value = self[head] = None if seconds is None else seconds * NS_PER_S
+        return value
+
+
+class _TailNs(dict):  # type: ignore[type-arg]
+    def __missing__(self, tail: str) -> int | None:
+        value = self[tail] = iso_tail_ns(tail)
+        return value
 
 
 def _epoch_column(values: Sequence[int], unit: str | None) -> list[int] | None:
@@ -314,7 +326,7 @@ def _trade_ids(values: Sequence[Any]) -> Sequence[str | None] | None:
         return values
     if kinds == {str}:
         joined = "".join(values)
-        if joined.isascii() and joined.isdigit() and min(map(len, values)) > 0 and max(map(len, values)) <= 64:
+        if joined.isascii() and joined.isdigit() and "" not in values and max(map(len, values)) <= 64:
             return values
         if _TOKEN_LINES.fullmatch("\n".join(values) + "\n") is None:
             return None

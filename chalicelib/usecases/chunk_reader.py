@@ -40,7 +40,8 @@ class ChunkReader:
             return decode_ticks(message), ParseResult()
         settings = self._settings
         ctx = ParseContext(received_ns=message.received_ns, default_symbol=message.default_symbol,
-                           max_errors=settings.max_errors, max_line_chars=settings.max_line_bytes)
+                           max_errors=settings.max_errors, max_line_chars=settings.max_line_bytes,
+                           fast=settings.fast_path)
         if isinstance(message, ObjectMessage):
             raw = self._objects.read_all(message.bucket, message.key, message.version_id)
             if message.gzip:

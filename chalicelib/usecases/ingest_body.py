@@ -137,7 +137,7 @@ class IngestBody:
 
     def _parse(self, text: str, fmt: str, received_ns: int) -> ParseResult:
         ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self._settings.max_errors,
-                           max_line_chars=self._settings.max_line_bytes)
+                           max_line_chars=self._settings.max_line_bytes, fast=self._settings.fast_path)
         if fmt == "json":
             parsed = parse_json_document(text, ctx)
         elif fmt == "ndjson":
