@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from .adapters.dynamodb import DynamoStateStore
 from .adapters.events import EventBridgePublisher
@@ -23,16 +22,18 @@ from .adapters.s3_listing import S3ObjectLister
 from .adapters.sqs import SqsTickQueue
 from .adapters.sqs_dlq import SqsDeadLetterQueue
 from .observability import count
-from .ports import DeadLetterQueue, EventPublisher, ObjectLister, ObjectStore, TickQueue
 from .settings import Settings, get_settings
-from .usecases.aggregate import Aggregate
 from .usecases.common import Clock, Metric, Transient, no_metric
-from .usecases.ingest_body import IngestBody
-from .usecases.ingest_object import IngestObject
-from .usecases.operator import DeadLetters, Operations, Recompute, Replay
-from .usecases.process_batch import ProcessBatch
-from .usecases.queries import IngestionStatus, ListSymbols, ReadBars
-from .usecases.sources import Sources
+
+if TYPE_CHECKING:
+    from .ports import DeadLetterQueue, EventPublisher, ObjectLister, ObjectStore, TickQueue
+    from .usecases.aggregate import Aggregate
+    from .usecases.ingest_body import IngestBody
+    from .usecases.ingest_object import IngestObject
+    from .usecases.operator import Operations
+    from .usecases.process_batch import ProcessBatch
+    from .usecases.queries import IngestionStatus, ListSymbols, ReadBars
+    from .usecases.sources import Sources
 
 
 class LazyClient:
@@ -58,18 +59,74 @@ class LazyClient:
         return getattr(self._client, name)
 
 
-@dataclass(frozen=True)
 class UseCases:
-    """Every use case of one deployment, wired to the same adapters."""
+    """Every use case of one deployment, wired to the same adapters. Each is built on first use, and its module
+    imported then: a function's cold start imports only the use cases it runs."""
 
-    ingest_body: IngestBody
-    ingest_object: IngestObject
-    process_batch: ProcessBatch
-    aggregate: Aggregate
-    read_bars: ReadBars
-    ingestion_status: IngestionStatus
-    list_symbols: ListSymbols
-    settings: Settings
+    def __init__(self, store: Any, queue: TickQueue, events: EventPublisher, objects: ObjectStore,
+                 settings: Settings, dead_letters: TickQueue | None, clock: Clock, metric: Metric,
+                 new_token: Callable[[], str], transient: Transient, sleep: Callable[[float], None]) -> None:
+        self._store, self._queue, self._events, self._objects = store, queue, events, objects
+        self.settings = settings
+        self._dead_letters, self._clock, self._metric = dead_letters, clock, metric
+        self._new_token, self._transient, self._sleep = new_token, transient, sleep
+
+    @cached_property
+    def sources(self) -> Sources:
+        from .usecases.sources import Sources
+
+        store = self._store
+        return Sources(store, store, store, self._objects, self._new_token)
+
+    @cached_property
+    def ingest_body(self) -> IngestBody:
+        from .usecases.ingest_body import IngestBody
+
+        store = self._store
+        return IngestBody(store, store, self._queue, self.sources, self.settings, self._clock, self._metric,
+                          self._new_token, self._transient)
+
+    @cached_property
+    def ingest_object(self) -> IngestObject:
+        from .usecases.ingest_object import IngestObject
+
+        return IngestObject(self._store, self._objects, self._queue, self.sources, self.settings, self._clock,
+                            self._metric, self._transient)
+
+    @cached_property
+    def process_batch(self) -> ProcessBatch:
+        from .usecases.process_batch import ProcessBatch
+
+        store = self._store
+        return ProcessBatch(store, store, store, self._objects, self._events, self.settings, self._dead_letters,
+                            self._clock, self._metric, self._new_token, self._transient, self._sleep)
+
+    @cached_property
+    def aggregate(self) -> Aggregate:
+        from .usecases.aggregate import Aggregate
+
+        store = self._store
+        return Aggregate(store, store, store, store, store, self.sources, self._events, self.settings, self._clock,
+                         self._metric, self._new_token)
+
+    @cached_property
+    def read_bars(self) -> ReadBars:
+        from .usecases.queries import ReadBars
+
+        return ReadBars(self._store)
+
+    @cached_property
+    def ingestion_status(self) -> IngestionStatus:
+        from .usecases.queries import IngestionStatus
+
+        store = self._store
+        return IngestionStatus(store, store, self.sources, self.settings, self._clock)
+
+    @cached_property
+    def list_symbols(self) -> ListSymbols:
+        from .usecases.queries import ListSymbols
+
+        return ListSymbols(self._store)
 
 
 def wire(
@@ -80,23 +137,15 @@ def wire(
 ) -> UseCases:
     """The use cases on these adapters. ``store`` implements every store port of chalicelib/ports.py (the
     DynamoDB store, or the tests' in-memory twin)."""
-    sources = Sources(store, store, store, objects, new_token)
-    return UseCases(
-        ingest_body=IngestBody(store, store, queue, sources, settings, clock, metric, new_token, transient),
-        ingest_object=IngestObject(store, objects, queue, sources, settings, clock, metric, transient),
-        process_batch=ProcessBatch(store, store, store, objects, events, settings, dead_letters, clock, metric,
-                                   new_token, transient, sleep),
-        aggregate=Aggregate(store, store, store, store, store, sources, events, settings, clock, metric, new_token),
-        read_bars=ReadBars(store),
-        ingestion_status=IngestionStatus(store, store, sources, settings, clock),
-        list_symbols=ListSymbols(store),
-        settings=settings,
-    )
+    return UseCases(store, queue, events, objects, settings, dead_letters, clock, metric, new_token, transient,
+                    sleep)
 
 
 def wire_operations(use_cases: UseCases, store: Any, queue: TickQueue, dead_letters: DeadLetterQueue,
                     listing: ObjectLister, new_token: Callable[[], str] = lambda: uuid.uuid4().hex) -> Operations:
     """The operator's commands on these adapters and use cases."""
+    from .usecases.operator import DeadLetters, Operations, Recompute, Replay
+
     settings = use_cases.settings
     return Operations(
         status=use_cases.ingestion_status,

@@ -18,7 +18,6 @@ from typing import Any
 from chalice.app import Request, Response
 
 from ..adapters.failures import is_unreachable
-from ..chart import LIVE, content_security_policy, render_live_page
 from ..domain.bars import Bar
 from ..domain.errors import (
     FileRejected,
@@ -226,6 +225,8 @@ def chart_view(params: Mapping[str, str]) -> tuple[str | None, str]:
 
 
 def get_chart(request: Request) -> Response:
+    from ..chart import LIVE, content_security_policy, render_live_page  # the page is built for its own route
+
     def call() -> Response:
         symbol, interval = chart_view(request.query_params or {})
         return Response(body=render_live_page(symbol, interval), status_code=200, headers={

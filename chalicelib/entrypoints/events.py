@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..domain.errors import BatchFailed
 from ..observability import flush
@@ -18,9 +18,11 @@ from ..schemas import (
     TicksProcessedDetail,
     detail_of,
 )
-from ..usecases.aggregate import Aggregate
-from ..usecases.ingest_object import IngestObject
-from ..usecases.process_batch import ProcessBatch
+
+if TYPE_CHECKING:
+    from ..usecases.aggregate import Aggregate
+    from ..usecases.ingest_object import IngestObject
+    from ..usecases.process_batch import ProcessBatch
 
 F = TypeVar("F", bound=Callable[..., Any])
 

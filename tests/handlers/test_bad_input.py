@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
+from chalicelib.schemas import ColumnsMessage, decode_columns, decode_message
 from tests.moto_stack import ROOT, deliver_events, drain_queue, moto_stack, run_processor
 
 TS = "2024-07-01T10:00:00Z"
@@ -497,6 +498,12 @@ def assert_errors(actual: list[dict[str, Any]], expected: tuple[Err, ...]) -> No
 
 
 # ------------------------------------------------------------------------------------------ the tests
+def decode_column_message(body: str) -> ColumnsMessage:
+    message = decode_message(body)
+    assert isinstance(message, ColumnsMessage)
+    return message
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_rest(stack: dict[str, Any], case: Case) -> None:
     headers = {} if case.content_type is None else {"Content-Type": case.content_type}
@@ -508,8 +515,8 @@ def test_rest(stack: dict[str, Any], case: Case) -> None:
     queued = drain_queue(stack["queue_url"])
     if case.status == 202:
         assert body["accepted"] == case.accepted
-        ticks = [t for m in queued for t in json.loads(m["Body"])["ticks"]]
-        assert len(ticks) == case.accepted and {t[0] for t in ticks} == {symbol_of(case.name)}
+        ticks = [t for m in queued for t in decode_columns(decode_column_message(m["Body"])).ticks()]
+        assert len(ticks) == case.accepted and {t.symbol for t in ticks} == {symbol_of(case.name)}
         status, ingestion = get(stack, f"/ingestions/{body['ingestion_id']}")
         assert status == 200 and ingestion["accepted"] == case.accepted
         return
