@@ -13,7 +13,9 @@ Through the local stack (bench_scenarios.py), each scenario in a stack of its ow
               --live-symbols symbols for --live-seconds, so the bars are live;
     backfill  one CSV of --backfill-ticks ticks (--backfill-symbols symbols, --backfill-days days) uploaded to the
               bucket with S3 PutObject; also the time to "processed" (GET /ingestions/{id});
-    breadth   --breadth-ticks ticks (default --ticks) over --breadth-symbols symbols and one hour, via REST.
+    breadth   --breadth-ticks ticks (default --ticks) over --breadth-symbols symbols and one hour, via REST;
+    post      one JSON body of --post-ticks ticks posted to a stack with the fast path and to one without
+              (FAST_PATH=false): the time POST /ingest takes to answer.
 Each prints the time from the last request (or the end of the upload) to "bars ready", the AWS requests per
 1,000 ticks by service and operation (moto's recorder, see bench_recording.py) with the estimated DynamoDB
 write units, and whether the bars equal the reference computed here from the ticks (bench_data.py); rest,
@@ -47,6 +49,7 @@ for path in (str(REPO_ROOT), str(SCRIPTS)):
 
 import msgspec  # noqa: E402
 from bench_data import (  # noqa: E402
+    CSV_HEADER,
     Ohlcv,
     TickRow,
     Window,
@@ -71,7 +74,7 @@ from chalicelib.schemas import (  # noqa: E402
     encode_tick_messages,
 )
 
-STACK_SCENARIOS = ("rest", "live", "backfill", "breadth")
+STACK_SCENARIOS = ("rest", "live", "backfill", "breadth", "post")
 SCENARIO_NAMES = ("inprocess", *STACK_SCENARIOS)
 
 
@@ -195,6 +198,7 @@ def bench_in_process(ticks: list[TickRow], runs: int = 5) -> None:
     n = len(ticks)
     as_json, as_csv = json_body(ticks), csv_body(ticks)
     as_ndjson = as_json[1:-1].replace("},{", "}\n{") + "\n"
+    as_epoch_csv = CSV_HEADER + "".join(f"{ts},{s},{p},{v},{tid}\n" for s, p, v, ts, tid in ticks)  # epoch ms
     expected = expected_minute_bars(ticks)
     rows: list[tuple[str, str, Callable[[], dict[Window, Ohlcv]]]] = [
         ("json", "project  JSON    fast path (columns) + partials", lambda: project("json", as_json, True)),
@@ -204,6 +208,10 @@ def bench_in_process(ticks: list[TickRow], runs: int = 5) -> None:
          lambda: project("ndjson", as_ndjson, False)),
         ("csv", "project  CSV     fast path (columns) + partials", lambda: project("csv", as_csv, True)),
         ("csv0", "project  CSV     precise parser alone + per-tick partials", lambda: project("csv", as_csv, False)),
+        ("epoch", "project  CSV     epoch-ms timestamps, fast path + partials",
+         lambda: project("csv", as_epoch_csv, True)),
+        ("epoch0", "project  CSV     epoch-ms timestamps, precise parser alone + per-tick partials",
+         lambda: project("csv", as_epoch_csv, False)),
         ("chain", "project  JSON    body -> column messages -> processor -> partials", lambda: chain(as_json, True)),
         ("chain0", "project  JSON    precise, per-tick messages -> processor -> per-tick partials",
          lambda: chain(as_json, False)),
@@ -227,7 +235,7 @@ def bench_in_process(ticks: list[TickRow], runs: int = 5) -> None:
     for name, label, _ in rows:
         print(f"    {label:<84} {rate[name]:>12,.0f} ticks/s  ({best[name] * 1000:,.0f} ms)")
     print("    fast path / precise path:  " + "   ".join(
-        f"{fmt.upper()} {rate[fmt] / rate[fmt + '0']:.2f}x" for fmt in ("json", "ndjson", "csv", "chain")))
+        f"{fmt.upper()} {rate[fmt] / rate[fmt + '0']:.2f}x" for fmt in ("json", "ndjson", "csv", "epoch", "chain")))
     print("    JSON fast path / baselines:  " + "   ".join(
         f"{name} {rate['json'] / rate[name]:.2f}x" for name in ("pydantic", "typed", "msgspec")))
     print(f"    import app: {import_cpu_ms():,.0f} ms CPU (best of 5, a new interpreter each)")
@@ -258,6 +266,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     fill.add_argument("--backfill-ticks", type=int, default=1_000_000, help="ticks in the CSV file" + d)
     fill.add_argument("--backfill-symbols", type=int, default=5, help="symbols" + d)
     fill.add_argument("--backfill-days", type=float, default=30, help="time span in days" + d)
+    posting = parser.add_argument_group("post")
+    posting.add_argument("--post-ticks", type=int, default=100_000, help="ticks in the one JSON body" + d)
+    posting.add_argument("--post-repeats", type=int, default=3, help="POSTs of it per stack" + d)
     wide = parser.add_argument_group("breadth")
     wide.add_argument("--breadth-ticks", type=int, default=None, help="ticks (default: --ticks)")
     wide.add_argument("--breadth-symbols", type=int, default=100, help="symbols" + d)

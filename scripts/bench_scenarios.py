@@ -730,11 +730,41 @@ def backfill(args: argparse.Namespace) -> Result:
     return finish(result, readiness, t, ref)
 
 
+def post(args: argparse.Namespace) -> Result:
+    """How long POST /ingest takes to answer one large JSON body on the local stack, with the fast path and
+    with the precise parsers alone (FAST_PATH=false), each in a stack of its own; best of --post-repeats."""
+    n = args.post_ticks
+    ticks = synthetic_ticks(n, args.symbols, args.hours)
+    body = json_body(ticks).encode()
+    print(f"[post] one JSON body of {n:,} ticks ({len(body) / 1e6:,.1f} MB; the stacks take bodies that large: "
+          f"MAX_BODY_BYTES), best of {args.post_repeats}", flush=True)
+    best: dict[bool, float] = {}
+    for fast in (True, False):
+        env = {"MAX_BODY_BYTES": str(len(body) + 1024), "FAST_PATH": "true" if fast else "false"}
+        with tempfile.TemporaryDirectory(prefix="bench-post-") as tmp, \
+                running_local_stack(Path(tmp) / "localrun.log", schedule_seconds=args.schedule_seconds,
+                                    extra_env=env) as stack:
+            times = []
+            for _ in range(args.post_repeats):
+                started = time.monotonic()
+                resp = stack.post_ingest(body, "application/json")
+                times.append(time.monotonic() - started)
+                if resp.status != 202 or resp.json().get("accepted") != n:
+                    raise ScenarioError(f"POST /ingest answered {resp.status}: {resp.body[:300]!r}")
+            best[fast] = min(times)
+            label = "fast path" if fast else "precise parsers alone (FAST_PATH=false)"
+            print(f"    {label:<42} answered in {best[fast]:.2f}s (each: "
+                  f"{', '.join(f'{t:.2f}' for t in times)})", flush=True)
+    print(f"    precise / fast: {best[False] / best[True]:.2f}x")
+    print()
+    return Result("post", n, ready_s=None, equal="yes")
+
+
 # ---------------------------------------------------------------------------------------------- all of them
 
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
-    "rest": rest, "live": live, "backfill": backfill, "breadth": breadth,
+    "rest": rest, "live": live, "backfill": backfill, "breadth": breadth, "post": post,
 }
 
 

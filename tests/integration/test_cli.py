@@ -127,7 +127,7 @@ def test_dlq_list_leaves_messages_and_redrive_moves_only_with_yes(
     code, doc, _ = cli("dlq", "list")
     assert code == 0 and doc["shown"] == 2
     summaries = {m["body"]["kind"]: m for m in doc["messages"]}
-    assert summaries["ticks"]["body"]["ticks"] == 6 and summaries["ticks"]["body"]["valid"] is True
+    assert summaries["columns"]["body"]["ticks"] == 6 and summaries["columns"]["body"]["valid"] is True
     assert summaries[None]["body"]["valid"] is False and summaries[None]["receive_count"] >= 1
     assert "100.25" not in json.dumps(doc)  # a summary, never the tick payload
     assert (depth(sqs, dlq), depth(sqs, queue)) == (2, 0)  # looked at, not consumed
