@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import functools
 import math
 import random
 import shutil
@@ -731,6 +732,10 @@ def backfill(args: argparse.Namespace) -> Result:
     return finish(result, readiness, t, ref)
 
 
+def bars_ready(stack: LocalStack, ingestion_id: str) -> bool | None:
+    return stack.ingestion(ingestion_id).json().get("bars") == "ready" or None
+
+
 def post(args: argparse.Namespace) -> Result:
     """How long POST /ingest takes to answer one large JSON body on the local stack, with the fast path and
     with the precise parsers alone (FAST_PATH=false), each in a stack of its own; best of --post-repeats, each
@@ -753,9 +758,8 @@ def post(args: argparse.Namespace) -> Result:
                 times.append(time.monotonic() - started)
                 if resp.status != 202 or resp.json().get("accepted") != n:
                     raise ScenarioError(f"POST /ingest answered {resp.status}: {resp.body[:300]!r}")
-                ingestion_id = resp.json()["ingestion_id"]
-                wait_for(lambda i=ingestion_id: stack.ingestion(i).json().get("bars") == "ready" or None,
-                         args.timeout, "its bars")  # so that the next POST has the CPU to itself
+                wait_for(functools.partial(bars_ready, stack, resp.json()["ingestion_id"]), args.timeout,
+                         "its bars")  # so that the next POST has the CPU to itself
             best[fast] = min(times)
             label = "fast path" if fast else "precise parsers alone (FAST_PATH=false)"
             print(f"    {label:<42} answered in {best[fast]:.2f}s (each: "
