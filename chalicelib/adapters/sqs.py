@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..domain.errors import QueueRejected, TransientError
@@ -12,6 +13,7 @@ MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_ATTEMPTS = 6
+MAX_CONCURRENT_BATCHES = 8
 
 
 class NamedQueue:
@@ -32,8 +34,10 @@ class NamedQueue:
 class SqsTickQueue(NamedQueue):
 
     def send(self, bodies: Sequence[str]) -> int:
-        """Send every body; returns the number of SendMessageBatch requests made."""
-        requests = 0
+        """Send every body; returns the number of SendMessageBatch requests made. Several batches (a large
+        request's ticks) are sent concurrently: each is a round trip, and the client waits for all of them.
+        Any failure is raised once every batch has been tried."""
+        batches: list[list[str]] = []
         batch: list[str] = []
         size = 0
         for body in bodies:
@@ -41,15 +45,20 @@ class SqsTickQueue(NamedQueue):
             if length > MAX_MESSAGE_BYTES:  # refused by SQS (or, in an emulator, accepted and then a surprise)
                 raise QueueRejected(f"a message of {length} bytes is over the SQS limit of {MAX_MESSAGE_BYTES}")
             if batch and (len(batch) == MAX_BATCH_ENTRIES or size + length > MAX_BATCH_BYTES):
-                self._send_batch(batch)
-                requests += 1
+                batches.append(batch)
                 batch, size = [], 0
             batch.append(body)
             size += length
         if batch:
-            self._send_batch(batch)
-            requests += 1
-        return requests
+            batches.append(batch)
+        if len(batches) == 1:
+            self._send_batch(batches[0])
+        elif batches:
+            self.url  # noqa: B018  # looked up (and the client built) once, before the threads share it
+            with ThreadPoolExecutor(max_workers=min(MAX_CONCURRENT_BATCHES, len(batches))) as pool:
+                for future in [pool.submit(self._send_batch, b) for b in batches]:
+                    future.result()
+        return len(batches)
 
     def _send_batch(self, bodies: list[str]) -> None:
         entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]

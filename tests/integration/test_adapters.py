@@ -15,7 +15,7 @@ from chalicelib.adapters.events import EventBridgePublisher
 from chalicelib.adapters.s3 import S3ObjectStore
 from chalicelib.adapters.sqs import SqsTickQueue
 from chalicelib.domain.bars import MINUTE_NS, Bar
-from chalicelib.domain.errors import NotFound
+from chalicelib.domain.errors import NotFound, QueueRejected
 from chalicelib.settings import Settings
 from tests.fakes import MemoryObjects, seed_bars
 
@@ -82,6 +82,34 @@ def test_queue_packs_batches_within_sqs_limits(provisioned: dict[str, str], sett
         sqs.delete_message_batch(QueueUrl=queue.url, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(r["Messages"])])
     assert sorted(got) == list(range(30))
+
+
+def test_batches_go_concurrently_and_a_refused_one_does_not_stop_the_others(
+        provisioned: dict[str, str], settings: Settings, session: boto3.session.Session) -> None:
+    real = session.client("sqs")
+
+    class RefusesNumberThree:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+            if any(json.loads(e["MessageBody"])["n"] == 3 for e in Entries):
+                return {"Failed": [{"Id": e["Id"], "SenderFault": True, "Message": "refused"} for e in Entries]}
+            return real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+    queue = SqsTickQueue(RefusesNumberThree(), settings.queue_name)
+    bodies = [json.dumps({"n": i, "pad": "x" * 200_000}) for i in range(12)]  # one body per batch
+    with pytest.raises(QueueRejected):
+        queue.send(bodies)
+    got = []
+    while True:
+        r = real.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10)
+        if not r.get("Messages"):
+            break
+        got += [json.loads(m["Body"])["n"] for m in r["Messages"]]
+        real.delete_message_batch(QueueUrl=queue.url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(r["Messages"])])
+    assert sorted(got) == [n for n in range(12) if n != 3]  # every other batch was sent; the caller withdraws
 
 
 def test_published_event_reaches_the_rule_target(provisioned: dict[str, str], settings: Settings,
