@@ -169,14 +169,18 @@ def csv_lines(lines: Sequence[str], first_line: int, column_map: ColumnMap, ctx:
     def column(name: str) -> Sequence[Any]:
         return cells[where[name]::width] if name in where else nothing
 
-    return _checked(column("symbol"), column("price"), column("volume"), column("timestamp"),
-                    column("trade_id"), column("side"), column("exchange"),
-                    range(ctx.seq_base + first_line, ctx.seq_base + first_line + n), ctx, column_map.timestamp_unit)
+    names = ("symbol", "price", "volume", "timestamp", "trade_id", "side", "exchange")
+    kinds: list[set[type]] = [{str} if name in where else {_NONE_TYPE} for name in names]  # every cell is text
+    symbol, price, volume, timestamp, trade_id, side, exchange = map(column, names)
+    return _checked(symbol, price, volume, timestamp, trade_id, side, exchange,
+                    range(ctx.seq_base + first_line, ctx.seq_base + first_line + n), ctx, column_map.timestamp_unit,
+                    kinds)
 
 
 def _from_records(records: list[_Record], text: str, ctx: ParseContext, seq0: int) -> TickColumns | None:
     n = len(records)
     columns: list[list[Any]] = []
+    column_kinds: list[set[type]] = []
     quotes = 0  # the quotes the records account for: each key present, and each string value
     for getter in _GETTERS:
         values = list(map(getter, records))
@@ -192,13 +196,17 @@ def _from_records(records: list[_Record], text: str, ctx: ParseContext, seq0: in
             values = [None] * n
         elif _UNSET_TYPE in kinds:
             values = [None if v is _UNSET else v for v in values]
+        if _UNSET_TYPE in kinds:
+            kinds = (kinds - {_UNSET_TYPE}) | {_NONE_TYPE}
         columns.append(values)
+        column_kinds.append(kinds)
     # json.loads keeps the last of a repeated key and so does msgspec; the precise path rejects the record.
     # Without escapes, every quote is a key's or a string's, so a repeated key shows as quotes unaccounted for.
     if text.count('"') != quotes:
         return None
     symbol, price, volume, timestamp, trade_id, side, exchange = columns
-    return _checked(symbol, price, volume, timestamp, trade_id, side, exchange, range(seq0, seq0 + n), ctx, None)
+    return _checked(symbol, price, volume, timestamp, trade_id, side, exchange, range(seq0, seq0 + n), ctx, None,
+                    column_kinds)
 
 
 # ---------------------------------------------------------------------------------------------- columns
@@ -206,16 +214,17 @@ def _from_records(records: list[_Record], text: str, ctx: ParseContext, seq0: in
 
 def _checked(symbols: Sequence[Any], prices: Sequence[Any], volumes: Sequence[Any], stamps: Sequence[Any],
              trade_ids: Sequence[Any], sides: Sequence[Any], exchanges: Sequence[Any], seqs: Sequence[int],
-             ctx: ParseContext, unit: str | None) -> TickColumns | None:
-    """The columns as ``ticks._fast_tick`` reads each record, or None if it would refuse any of them."""
+             ctx: ParseContext, unit: str | None, kinds: Sequence[set[type]]) -> TickColumns | None:
+    """The columns as ``ticks._fast_tick`` reads each record, or None if it would refuse any of them. ``kinds``:
+    the types each column holds, in field order."""
     try:
         symbol_col = _symbols(symbols, ctx.default_symbol)
-        price_col = _decimals(prices, positive=True)
-        volume_col = _decimals(volumes, positive=False)
+        price_col = _decimals(prices, kinds[1], positive=True)
+        volume_col = _decimals(volumes, kinds[2], positive=False)
         if symbol_col is None or price_col is None or volume_col is None:
             return None
-        ts_col = _timestamps(stamps, unit, ctx.received_ns)
-        id_col = _trade_ids(trade_ids)
+        ts_col = _timestamps(stamps, kinds[3], unit, ctx.received_ns)
+        id_col = _trade_ids(trade_ids, kinds[4])
         side_col = _tokens(sides, lower=True)
         exchange_col = _tokens(exchanges, lower=False)
     except TypeError:  # an unhashable value (a JSON array or object where a scalar belongs)
@@ -238,8 +247,7 @@ def _symbols(values: Sequence[Any], default: str | None) -> Sequence[str] | None
     return values
 
 
-def _decimals(values: Sequence[Any], positive: bool) -> Sequence[Decimal] | None:
-    kinds = set(map(type, values))
+def _decimals(values: Sequence[Any], kinds: set[type], positive: bool) -> Sequence[Decimal] | None:
     out: Sequence[Any]
     if kinds == {Decimal}:
         out = values  # JSON numbers, plain ones only (see _Numbers)
@@ -264,8 +272,7 @@ def _has_none(values: Iterable[Any]) -> bool:
     return _NONE_TYPE in set(map(type, values))
 
 
-def _timestamps(values: Sequence[Any], unit: str | None, received_ns: int) -> Sequence[int] | None:
-    kinds = set(map(type, values))
+def _timestamps(values: Sequence[Any], kinds: set[type], unit: str | None, received_ns: int) -> Sequence[int] | None:
     stamps: Sequence[int] | None = None
     if kinds == {str} and "" not in values:
         first = values[0]
@@ -320,8 +327,7 @@ def _epoch_column(values: Sequence[int], unit: str | None) -> list[int] | None:
     return list(map(mul, values, repeat(UNIT_NS[unit])))
 
 
-def _trade_ids(values: Sequence[Any]) -> Sequence[str | None] | None:
-    kinds = set(map(type, values))
+def _trade_ids(values: Sequence[Any], kinds: set[type]) -> Sequence[str | None] | None:
     if kinds == {type(None)}:
         return values
     if kinds == {str}:

@@ -33,6 +33,7 @@ from chalicelib.domain.formats import MEDIA_TYPES, ParseContext, long_line_error
 from chalicelib.domain.ticks import FieldError, parse_decimal, parse_symbol, parse_token, tick_from_record
 from chalicelib.domain.timefmt import TimestampError, parse_timestamp
 from chalicelib.entrypoints.api import http_error
+from chalicelib.schemas import ColumnsMessage, decode_message
 from chalicelib.settings import Settings
 from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore
 
@@ -134,8 +135,8 @@ def test_any_body_is_answered_with_its_ticks_queued_or_an_input_error(
         assert 400 <= http_error(exc)[0] < 500 and exc.message
         assert queue.messages == [] and store.ingestions == {}
         return
-    queued = [json.loads(m) for m in queue.messages]
-    assert response["accepted"] == sum(len(m["ticks"]) for m in queued) > 0
+    queued = [decode_message(m) for m in queue.messages]
+    assert response["accepted"] == sum(len(m.t) for m in queued if isinstance(m, ColumnsMessage)) > 0
 
 
 # ------------------------------------------------------------------------------------------ files
