@@ -4,8 +4,8 @@ Validation is hand-written rather than a pydantic model per tick because it must
 (``Decimal`` from the text, never via ``float``: pydantic's JSON mode rounds long decimals), read
 nanosecond timestamps in several notations, and say precisely what is wrong and where. A fast path
 accepts the ordinary well-formed record with a few cheap string checks; anything unusual goes through
-the thorough path, which gives the verdict and the reason. `make bench` compares its speed with a
-plain pydantic-model-per-tick baseline.
+the thorough path, which gives the verdict and the reason. Whole payloads go first through
+fastpath.py, which applies these same checks column by column. ``TickColumns`` holds ticks that way.
 """
 
 from __future__ import annotations
