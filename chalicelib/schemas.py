@@ -84,6 +84,7 @@ class ObjectPart(_Message, frozen=True, kw_only=True):
     first_line: Annotated[int, msgspec.Meta(ge=1)]
     header: dict[str, Any] | None = None  # ColumnMap.to_dict() for CSV
     default_symbol: str | None = None
+    options: dict[str, Any] | None = None  # ReadOptions.to_dict(): renames, timestamp format, time zone
 
 
 class RangeMessage(ObjectPart, frozen=True, kw_only=True, tag="range"):

@@ -13,13 +13,14 @@ from . import fastpath
 from .columns import ColumnMap, header_problem
 from .errors import RecordError
 from .formats import ParseContext, ParseResult, numbered_lines, text_lines
+from .options import QUERY_HINTS
 from .text import strip_space
 from .ticks import tick_from_record
 
 
 def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ctx: ParseContext) -> ParseResult:
     """CSV data rows (no header); ``first_line`` is the 1-based file line of ``lines[0]``."""
-    if ctx.fast:
+    if ctx.fast_csv:
         fast = fastpath.csv_lines(lines, first_line, column_map, ctx)
         if fast is not None:
             return ParseResult(ctx.max_errors, fast)
@@ -28,6 +29,7 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
     unit = column_map.timestamp_unit
     received_ns = ctx.received_ns
     default_symbol = ctx.default_symbol
+    zone, fmt = ctx.options.zone, ctx.options.timestamp_format
     for number, where, line in numbered_lines(lines, first_line, ctx, result):
         try:
             row = csv_cells(line)
@@ -54,7 +56,7 @@ def parse_csv_lines(lines: list[str], first_line: int, column_map: ColumnMap, ct
             continue
         tick, errors = tick_from_record(
             record, location=where, seq=ctx.seq_base + number, received_ns=received_ns,
-            default_symbol=default_symbol, timestamp_unit=unit,
+            default_symbol=default_symbol, timestamp_unit=unit, zone=zone, timestamp_format=fmt,
         )
         if tick is None:
             result.reject(errors)
@@ -90,10 +92,16 @@ def header_cells(text: str) -> list[str] | None:
 
 
 def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
-    """A whole CSV body: header row, then data rows (line numbers count the header as line 1)."""
+    """A whole CSV body: header row, then data rows (line numbers count the header as line 1); or, when the
+    options name the columns, data rows from line 1."""
     result = ParseResult(max_errors=ctx.max_errors)
     stripped = text.lstrip("\ufeff")
     lines = text_lines(stripped)
+    if ctx.options.columns is not None:
+        if not any(strip_space(line) for line in lines):
+            result.reject([RecordError("body", "-", "is empty")])
+            return result
+        return parse_csv_lines(lines, 1, ColumnMap.from_names(ctx.options.columns), ctx)
     leading = 0
     while leading < len(lines) and not strip_space(lines[leading]):
         leading += 1
@@ -105,9 +113,11 @@ def parse_csv_document(text: str, ctx: ParseContext) -> ParseResult:
     except CsvLineError as exc:
         result.reject([RecordError(f"line {leading + 1}", "header", str(exc))])
         return result
-    column_map = ColumnMap.from_header(header)
-    problem = header_problem(column_map, ctx.default_symbol)
+    column_map = ColumnMap.from_header(header, ctx.options.renames)
+    problem = header_problem(column_map, ctx.default_symbol, QUERY_HINTS)
     if problem:
         result.reject([RecordError(f"line {leading + 1}", "header", problem)])
         return result
-    return parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)
+    parsed = parse_csv_lines(lines[leading + 1:], leading + 2, column_map, ctx)
+    parsed.ignore(column_map.ignored)
+    return parsed

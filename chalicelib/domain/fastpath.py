@@ -112,7 +112,7 @@ def _fast(parse: Callable[..., TickColumns | None]) -> Callable[..., TickColumns
 
 @_fast
 def json_document(text: str, ctx: ParseContext) -> TickColumns | None:
-    """A JSON body or file (one object or an array of objects), records numbered from 0."""
+    """A JSON body or file (one object or an array of objects), records numbered from 1."""
     if "\\" in text:
         return None  # see _from_records
     numbers = _Numbers()
@@ -124,7 +124,7 @@ def json_document(text: str, ctx: ParseContext) -> TickColumns | None:
     records = document if isinstance(document, list) else [document]
     if not records or numbers.doubt:
         return None
-    return _from_records(records, text, ctx, ctx.seq_base)
+    return _from_records(records, text, ctx, ctx.seq_base + 1)
 
 
 @_fast

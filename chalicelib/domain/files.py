@@ -16,6 +16,7 @@ from .columns import ColumnMap, header_problem
 from .csv_rows import CsvLineError, header_cells
 from .errors import FileRejected
 from .formats import MEDIA_TYPES
+from .options import METADATA_HINTS, NO_OPTIONS, ReadOptions
 
 _LEADING_BLANK = b"\xef\xbb\xbf \t\r\n\x0b\x0c"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -124,13 +125,17 @@ class CsvStart:
     first_line: int
 
 
-def read_csv_header(stream: Iterable[bytes], default_symbol: str | None, max_line_bytes: int) -> CsvStart:
-    """Consume a CSV file's header line (after any blank lines and a BOM); FileRejected if it is unusable."""
+def read_csv_header(stream: Iterable[bytes], default_symbol: str | None, max_line_bytes: int,
+                    options: ReadOptions = NO_OPTIONS) -> CsvStart:
+    """Consume a CSV file's header line (after any blank lines and a BOM); FileRejected if it is unusable.
+    When the options name the columns, the file has no header: its rows start at line 1."""
     start = 0
     blocks = iter(stream)
     opening = next(blocks, b"")
     if opening.startswith(UTF8_BOM):
         opening, start = opening[len(UTF8_BOM):], len(UTF8_BOM)
+    if options.columns is not None:
+        return CsvStart(itertools.chain([opening], blocks), ColumnMap.from_names(options.columns).to_dict(), start, 1)
     found, rest = first_line(itertools.chain([opening], blocks), max_line_bytes, start)
     if found is None:
         raise FileRejected("the file is empty")
@@ -147,8 +152,8 @@ def read_csv_header(stream: Iterable[bytes], default_symbol: str | None, max_lin
         raise FileRejected(f"line {found.number}: the header {exc}") from None
     if not header:
         raise FileRejected("the file is empty")
-    column_map = ColumnMap.from_header(header)
-    problem = header_problem(column_map, default_symbol)
+    column_map = ColumnMap.from_header(header, options.renames)
+    problem = header_problem(column_map, default_symbol, METADATA_HINTS)
     if problem:
-        raise FileRejected(f"line {found.number}: {problem} (a CSV file needs a header row)")
+        raise FileRejected(f"line {found.number}: {problem}")
     return CsvStart(rest, column_map.to_dict(), found.end, found.number + 1)

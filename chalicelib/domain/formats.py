@@ -1,10 +1,10 @@
 """Decoding tick payloads into validated ticks and located rejects: what every format shares (media types,
 the parse context and result, lines), and JSON (one object or an array) and NDJSON. CSV: csv_rows.py.
 
-Two dialects share this code:
-- REST bodies are strict: JSON records use the tick's own field names and unknown fields are errors.
-- Files find their fields by the column aliases (columns.py) and ignore other keys, because exports from
-  exchanges and vendors carry many we do not need.
+JSON records from a request and from a file follow the same rules: fields are found by the column aliases
+(columns.py) and the caller's renames (options.py), and other keys are ignored (and reported), because
+exports from exchanges and vendors carry many we do not need. ``ParseContext.strict`` (the tick's own names
+only; any other key is an error) remains for callers that want it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from . import fastpath
 from .columns import aliased_record
 from .errors import RecordError
+from .options import NO_OPTIONS, ReadOptions
 from .text import show, strip_space
 from .ticks import Tick, TickColumns, tick_from_record
 
@@ -31,11 +32,14 @@ MEDIA_TYPES = {
 }
 
 
+MAX_IGNORED_NAMES = 20
+
+
 class ParseResult:
     """Ticks that passed, and the rejects (the first ``max_errors`` kept, all counted). The fast path hands
     its ticks over as columns; ``ticks`` makes Tick values of them when asked."""
 
-    __slots__ = ("_columns", "_ticks", "errors", "max_errors", "rejected")
+    __slots__ = ("_columns", "_ticks", "errors", "ignored", "max_errors", "rejected")
 
     def __init__(self, max_errors: int = 20, columns: TickColumns | None = None) -> None:
         self._ticks: list[Tick] | None = None if columns is not None else []
@@ -43,6 +47,7 @@ class ParseResult:
         self.errors: list[RecordError] = []
         self.rejected = 0
         self.max_errors = max_errors
+        self.ignored: dict[str, None] = {}  # keys or columns that fed no field (the first ones), in order
 
     @property
     def ticks(self) -> list[Tick]:
@@ -58,6 +63,12 @@ class ParseResult:
 
     def __len__(self) -> int:
         return len(self._columns) if self._ticks is None and self._columns is not None else len(self.ticks)
+
+    def ignore(self, names: Iterable[str]) -> None:
+        for name in names:
+            if len(self.ignored) >= MAX_IGNORED_NAMES:
+                return
+            self.ignored[name[:64]] = None
 
     def reject(self, errors: Iterable[RecordError]) -> None:
         self.rejected += 1
@@ -122,6 +133,16 @@ class ParseContext:
     max_errors: int = 20
     max_line_chars: int = 1 << 20
     fast: bool = True  # try the fast path first (False: the precise path alone, for comparisons)
+    options: ReadOptions = NO_OPTIONS
+
+    @property
+    def fast_json(self) -> bool:
+        """Whether JSON records may take the fast path (it knows the tick's own names and ISO/UTC times)."""
+        return self.fast and not self.options.renames and self.options.reads_times_plainly
+
+    @property
+    def fast_csv(self) -> bool:
+        return self.fast and self.options.reads_times_plainly
 
 
 def numbered_lines(lines: Iterable[str], first_line: int, ctx: ParseContext,
@@ -158,13 +179,17 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
         return
     unit = None
     if not ctx.strict:
-        record, unit, clashes = aliased_record(record)
+        record, unit, clashes, ignored = aliased_record(record, ctx.options.renames)
+        if ignored:
+            result.ignore(ignored)
         if clashes:
             result.reject([RecordError(where, c.field, c.reason[:200]) for c in clashes])
             return
+    options = ctx.options
     tick, errors = tick_from_record(
         record, location=where, seq=seq, received_ns=ctx.received_ns,
         default_symbol=ctx.default_symbol, timestamp_unit=unit, strict_fields=ctx.strict,
+        zone=options.zone, timestamp_format=options.timestamp_format,
     )
     if tick is None:
         result.reject(errors)
@@ -182,8 +207,8 @@ def is_one_json_document(text: str) -> bool:
 
 
 def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
-    """A JSON body: one tick object or an array of them. Records are numbered from 0."""
-    if ctx.fast:
+    """A JSON body: one tick object or an array of them. Records are numbered from 1."""
+    if ctx.fast_json:
         columns = fastpath.json_document(text, ctx)
         if columns is not None:
             return ParseResult(ctx.max_errors, columns)
@@ -203,15 +228,15 @@ def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
     if isinstance(document, list):
         if not document:
             result.reject([RecordError("body", "-", "is an empty array")])
-        parse_json_records(document, ctx, "record", 0, result)
+        parse_json_records(document, ctx, "record", 1, result)
     else:
-        _one_json_record(document, "record 0", ctx.seq_base, ctx, result)
+        _one_json_record(document, "record 1", ctx.seq_base + 1, ctx, result)
     return result
 
 
 def parse_ndjson_lines(lines: Sequence[str], first_line: int, ctx: ParseContext) -> ParseResult:
     """NDJSON: one JSON object per line; blank lines are skipped. ``first_line`` is 1-based."""
-    if ctx.fast:
+    if ctx.fast_json:
         columns = fastpath.ndjson_lines(lines, first_line, ctx)
         if columns is not None:
             return ParseResult(ctx.max_errors, columns)

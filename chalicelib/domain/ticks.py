@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -275,11 +276,15 @@ def tick_from_record(
     default_symbol: str | None = None,
     timestamp_unit: str | None = None,
     strict_fields: bool = False,
+    zone: tzinfo | None = None,
+    timestamp_format: str | None = None,
 ) -> tuple[Tick | None, list[RecordError]]:
-    """Validate one record. Returns the tick, or None and every problem found in the record."""
-    tick = _fast_tick(record, seq, received_ns, default_symbol, timestamp_unit, strict_fields)
-    if tick is not None:
-        return tick, []
+    """Validate one record. Returns the tick, or None and every problem found in the record. ``zone`` and
+    ``timestamp_format`` say how to read text times (see timefmt.parse_timestamp)."""
+    if zone is None and timestamp_format is None:
+        tick = _fast_tick(record, seq, received_ns, default_symbol, timestamp_unit, strict_fields)
+        if tick is not None:
+            return tick, []
     errors: list[RecordError] = []
     if strict_fields:
         for name in record:
@@ -312,7 +317,7 @@ def tick_from_record(
     raw_ts = record.get("timestamp")
     if raw_ts is not None and raw_ts != "":
         try:
-            ts_ns = parse_timestamp(raw_ts, unit=timestamp_unit)
+            ts_ns = parse_timestamp(raw_ts, unit=timestamp_unit, zone=zone, fmt=timestamp_format)
             if ts_ns < MIN_TIMESTAMP_NS or ts_ns > received_ns + MAX_FUTURE_NS:
                 raise TimestampError(
                     f"{format_ns(ts_ns)} is outside the accepted range "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -44,8 +44,10 @@ class TimestampError(ValueError):
     """The value is not a timestamp we can read; the message says why."""
 
 
-def parse_timestamp(raw: Any, unit: str | None = None) -> int:
-    """Parse one raw timestamp into epoch nanoseconds. ``unit`` forces the epoch unit (from a column name)."""
+def parse_timestamp(raw: Any, unit: str | None = None, zone: tzinfo | None = None, fmt: str | None = None) -> int:
+    """Parse one raw timestamp into epoch nanoseconds. ``unit`` forces the epoch unit (from a column name);
+    ``fmt`` (strftime) reads text times that are not ISO 8601; ``zone`` is the time zone of text times that
+    carry none (default UTC)."""
     if isinstance(raw, bool):
         raise TimestampError(f"must be ISO 8601 or epoch number, got {raw!r}")
     if isinstance(raw, (int, Decimal)):
@@ -55,31 +57,71 @@ def parse_timestamp(raw: Any, unit: str | None = None) -> int:
     if not isinstance(raw, str):
         raise TimestampError(f"must be ISO 8601 or epoch number, got {type(raw).__name__}")
     text = strip_space(raw)
+    if fmt is not None:
+        return _formatted_to_ns(text, fmt, zone)
     if _NUMERIC_RE.fullmatch(text):
         return _epoch_to_ns(Decimal(text), unit)
     match = _ISO_RE.fullmatch(text)
     if not match:
         raise TimestampError(f"is not ISO 8601 or an epoch number: {show(text)}")
-    year, month, day, hour, minute, second, frac, zone = match.groups()
+    year, month, day, hour, minute, second, frac, offset = match.groups()
     try:
-        stamp = datetime(
-            int(year), int(month), int(day),
-            int(hour or 0), int(minute or 0), int(second or 0),
-            tzinfo=UTC,
-        )
+        stamp = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0))
     except ValueError as exc:
         raise TimestampError(f"is not a valid date/time: {show(text)} ({exc})") from None
-    seconds = calendar.timegm(stamp.utctimetuple())
-    ns = seconds * NS_PER_S + (int(frac.ljust(9, "0")) if frac else 0)
-    if zone and zone not in ("Z", "z", "UTC"):
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
+    frac_ns = int(frac.ljust(9, "0")) if frac else 0
+    if not offset:
+        return local_to_ns(stamp, zone, text) + frac_ns
+    ns = calendar.timegm(stamp.timetuple()) * NS_PER_S + frac_ns
+    if offset not in ("Z", "z", "UTC"):
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
         hours, minutes = int(digits[:2]), (int(digits[2:4]) if len(digits) > 2 else 0)
         if hours > 23 or minutes > 59:
             raise TimestampError(f"has an invalid UTC offset: {text!r}")
         offset_min = hours * 60 + minutes
         ns -= sign * offset_min * 60 * NS_PER_S
     return ns
+
+
+def local_to_ns(stamp: datetime, zone: tzinfo | None, text: str) -> int:
+    """Epoch ns of a wall-clock time (naive, whole microseconds) in ``zone`` (None: UTC).
+
+    A time the clocks skipped (spring forward) is an error; a time they showed twice (fall back) is the
+    first of the two, as Python's ``fold=0`` reads it.
+    """
+    if zone is not None:
+        aware = stamp.replace(tzinfo=zone)
+        utc = aware.astimezone(UTC)
+        if utc.astimezone(zone).replace(tzinfo=None) != stamp:
+            raise TimestampError(f"{show(text)} does not exist in {zone} (the clocks skipped it)")
+        stamp = utc.replace(tzinfo=None)
+    return calendar.timegm(stamp.timetuple()) * NS_PER_S + stamp.microsecond * 1000
+
+
+def _formatted_to_ns(text: str, fmt: str, zone: tzinfo | None) -> int:
+    try:
+        stamp = datetime.strptime(text, fmt)
+    except ValueError:
+        raise TimestampError(f"{show(text)} does not match the timestamp format {show(fmt, 60)}") from None
+    if stamp.tzinfo is not None:  # the format read an offset (%z): that is the zone
+        stamp = stamp.astimezone(UTC).replace(tzinfo=None)
+        return calendar.timegm(stamp.timetuple()) * NS_PER_S + stamp.microsecond * 1000
+    return local_to_ns(stamp, zone, text)
+
+
+def timestamp_format_problem(fmt: str) -> str | None:
+    """Why a strftime format cannot read timestamps (it must name a whole date), or None when it can."""
+    if not fmt or len(fmt) > 100 or not fmt.isascii() or "%" not in fmt:
+        return "must be a strftime format of 1-100 ASCII characters, e.g. %Y-%m-%d %H:%M:%S"
+    sample = datetime(2024, 11, 23, 13, 14, 15, 123456)
+    try:
+        back = datetime.strptime(sample.strftime(fmt), fmt)
+    except (ValueError, TypeError) as exc:
+        return f"is not a format that can read times back ({exc})"
+    if back.date() != sample.date():
+        return "must name the year, the month and the day (e.g. %m/%d/%Y %H:%M:%S)"
+    return None
 
 
 def fast_timestamp(raw: Any, unit: str | None = None) -> int | None:

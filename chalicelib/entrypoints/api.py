@@ -197,11 +197,22 @@ def post_ingest(request: Request, ingest: IngestBody, configured_base_url: str) 
         headers: Mapping[str, str] = request.headers or {}
         raw = request.raw_body or b""
         result = ingest(raw if isinstance(raw, bytes) else raw.encode(), headers.get("content-type"),
-                        headers.get("idempotency-key"))
+                        headers.get("idempotency-key"), single_valued(request.query_params))
         result["status_url"] = base_url(request, configured_base_url) + result.pop("status_path")
         return 202, result
 
     return _guarded(request, call)
+
+
+def single_valued(params: Mapping[str, str] | None) -> dict[str, str]:
+    """A query string as one value per name; InvalidQuery naming a parameter given more than once."""
+    if not params:
+        return {}
+    getlist = getattr(params, "getlist", None)
+    repeated = sorted(name for name in params if getlist is not None and len(getlist(name)) > 1)
+    if repeated:
+        raise InvalidQuery(f"query parameter(s) given more than once: {', '.join(repeated[:10])}")
+    return dict(params)
 
 
 def get_bars(request: Request, read: ReadBars) -> Response:

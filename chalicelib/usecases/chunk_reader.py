@@ -13,6 +13,7 @@ from ..domain.formats import (
     parse_ndjson_lines,
     text_lines,
 )
+from ..domain.options import ReadOptions
 from ..domain.ticks import Tick, TickColumns
 from ..ports import ObjectStore
 from ..schemas import (
@@ -41,7 +42,8 @@ class ChunkReader:
         settings = self._settings
         ctx = ParseContext(received_ns=message.received_ns, default_symbol=message.default_symbol,
                            max_errors=settings.max_errors, max_line_chars=settings.max_line_bytes,
-                           fast=settings.fast_path)
+                           fast=settings.fast_path,
+                           options=ReadOptions.from_dict(message.options, message.default_symbol))
         if isinstance(message, ObjectMessage):
             raw = self._objects.read_all(message.bucket, message.key, message.version_id)
             if message.gzip:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..domain.csv_rows import parse_csv_document
 from ..domain.errors import (
     IdempotencyConflict,
     InputError,
+    InvalidQuery,
     InvalidTicks,
     PayloadTooLarge,
     RecordError,
@@ -35,7 +36,8 @@ from ..domain.ingestion import (
     api_ingestion_id,
     source_rank,
 )
-from ..domain.text import strip_space
+from ..domain.options import OPTION_NAMES, QUERY, OptionError, ReadOptions, read_options
+from ..domain.text import show, strip_space
 from ..domain.timefmt import NS_PER_S
 from ..observability import logger
 from ..ports import IdempotencyStore, IngestionStore, TickQueue
@@ -45,6 +47,20 @@ from .common import Clock, Metric, Transient, no_metric
 from .sources import Sources
 
 MAX_KEY_CHARS = 128
+QUERY_OPTION_NAMES = frozenset(names[QUERY] for names in OPTION_NAMES.values())
+
+
+def query_options(params: Mapping[str, str]) -> ReadOptions:
+    """The reading options of POST /ingest's query string; InvalidQuery naming a parameter that is not one,
+    or one whose value is bad."""
+    unknown = sorted(name for name in params if name not in QUERY_OPTION_NAMES)
+    if unknown:
+        raise InvalidQuery(f"unknown query parameter(s): {', '.join(show(n, 40) for n in unknown[:10])}; "
+                           f"POST /ingest takes {', '.join(sorted(QUERY_OPTION_NAMES))}")
+    try:
+        return read_options(params, QUERY)
+    except OptionError as exc:
+        raise InvalidQuery(f"query parameter {exc.name} {exc.reason}") from None
 
 
 class IngestBody:
@@ -62,9 +78,12 @@ class IngestBody:
         self._new_token = new_token
         self._transient = transient
 
-    def __call__(self, body: bytes, content_type: str | None, idempotency_key: str | None = None) -> dict[str, Any]:
+    def __call__(self, body: bytes, content_type: str | None, idempotency_key: str | None = None,
+                 params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Validate the body and queue its ticks; an InputError for anything invalid, TransientError (retry)
-        when the ticks could not be queued. Answers the ingestion id, the count and the status path."""
+        when the ticks could not be queued. ``params`` are the query string's reading options (options.py).
+        Answers the ingestion id, the count, the status path, and the fields or columns that were ignored."""
+        options = query_options(params or {})
         limit = self._settings.max_body_bytes
         if len(body) > limit:
             raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {limit} bytes")
@@ -85,8 +104,9 @@ class IngestBody:
         received_ns = self._clock()
         ingestion_id = api_ingestion_id(received_ns, self._new_token())
         # Validate before claiming the key, so that a corrected retry under the same key is not refused.
-        parsed = self._parse(text, fmt, received_ns)
-        body_hash = hashlib.sha256(media_type.encode() + b"\n" + body).hexdigest()
+        parsed = self._parse(text, fmt, received_ns, options)
+        body_hash = hashlib.sha256(media_type.encode() + b"\n" + options.canonical().encode() + b"\n" + body
+                                   ).hexdigest()
         expires_at = received_ns // NS_PER_S + self._settings.idempotency_ttl_seconds
         if key is not None:
             claim = IdempotencyClaim(body_hash, ingestion_id, received_ns, ClaimState.PENDING)
@@ -100,7 +120,7 @@ class IngestBody:
                 # An earlier attempt did not finish: redo it under the same id and receipt time, so
                 # the chunks it may have queued are overwritten rather than added.
                 ingestion_id, received_ns = existing.ingestion_id, existing.received_ns
-                parsed = self._parse(text, fmt, received_ns)
+                parsed = self._parse(text, fmt, received_ns, options)
         messages = encode_column_messages(parsed.columns(), ingestion_id, source_rank(received_ns, ingestion_id),
                                         received_ns, self._settings.message_bytes)
         ingestion = Ingestion(ingestion_id, Source.API, Status.QUEUED, received_ns, accepted=len(parsed),
@@ -114,8 +134,10 @@ class IngestBody:
                 raise TransientError("could not queue the ticks; retry the request (with the same Idempotency-Key)"
                                      ) from exc
             raise
-        response = {"ingestion_id": ingestion_id, "accepted": len(parsed), "status": Status.QUEUED.value,
-                    "status_path": f"/ingestions/{ingestion_id}"}
+        response: dict[str, Any] = {"ingestion_id": ingestion_id, "accepted": len(parsed),
+                                    "status": Status.QUEUED.value, "status_path": f"/ingestions/{ingestion_id}"}
+        if parsed.ignored:
+            response["ignored_fields"] = list(parsed.ignored)
         if key is not None:
             done = IdempotencyClaim(body_hash, ingestion_id, received_ns, ClaimState.DONE, response)
             self._keys.complete_idempotency_key(key, done, expires_at)
@@ -135,9 +157,12 @@ class IngestBody:
         except Exception:
             logger.exception("could not withdraw the queued part: its windows keep it until recomputed")
 
-    def _parse(self, text: str, fmt: str, received_ns: int) -> ParseResult:
-        ctx = ParseContext(received_ns=received_ns, strict=fmt != "csv", max_errors=self._settings.max_errors,
-                           max_line_chars=self._settings.max_line_bytes, fast=self._settings.fast_path)
+    def _parse(self, text: str, fmt: str, received_ns: int, options: ReadOptions) -> ParseResult:
+        if options.columns is not None and fmt != "csv":
+            raise InvalidQuery(f"query parameter columns names the columns of a CSV body; this body is {fmt}")
+        ctx = ParseContext(received_ns=received_ns, default_symbol=options.symbol, options=options,
+                           max_errors=self._settings.max_errors, max_line_chars=self._settings.max_line_bytes,
+                           fast=self._settings.fast_path)
         if fmt == "json":
             parsed = parse_json_document(text, ctx)
         elif fmt == "ndjson":

@@ -25,7 +25,7 @@ from ..domain.ingestion import (
     real_version,
     source_rank,
 )
-from ..domain.ticks import FieldError, parse_symbol
+from ..domain.options import METADATA, OptionError, ReadOptions, read_options
 from ..observability import logger
 from ..ports import IngestionStore, ObjectInfo, ObjectStore, TickQueue
 from ..schemas import ObjectMessage, RangeMessage, TextMessage, queue_body
@@ -109,6 +109,9 @@ class IngestObject:
                               object=StoredObject(bucket, key, version, info.etag, info.size))
         log_extra = {"ingestion_id": ingestion_id, "object_key": key}
         existing = self._ingestions.create_ingestion(ingestion)
+        if existing is None or existing.status is Status.SCANNING:
+            # Listed under its key from the start, whatever becomes of it (GET /ingestions?key=...).
+            self._ingestions.add_object_ingestion(bucket, key, ingestion_id)
         if existing is not None:
             if existing.status is Status.SCANNING:
                 ingestion = existing  # an earlier attempt stopped part-way: redo it with the same receipt time
@@ -165,12 +168,11 @@ class IngestObject:
         settings = self._settings
         assert ingestion.object is not None
         obj = ingestion.object
-        default_symbol = info.metadata.get("symbol") or None
-        if default_symbol is not None:
-            try:
-                default_symbol = parse_symbol(default_symbol)
-            except FieldError as exc:
-                raise FileRejected(f"object metadata symbol {exc.reason}") from None
+        try:
+            options = read_options(info.metadata, METADATA)
+        except OptionError as exc:
+            raise FileRejected(f"object metadata x-amz-meta-{exc.name} {exc.reason}") from None
+        default_symbol = options.symbol
         gz = is_gzip_name(obj.key)
         inflate_limit, inflate_reason = self._limits.for_size(info.size)
         if not gz and info.size > settings.max_object_bytes:
@@ -193,7 +195,11 @@ class IngestObject:
                 "ingestion_id": ingestion.ingestion_id, "received_ns": ingestion.received_ns,
                 "rank": source_rank(ingestion.received_ns, ingestion.ingestion_id), "bucket": obj.bucket,
                 "key": obj.key, "version_id": obj.version_id, "default_symbol": default_symbol,
+                "options": options.to_dict() or None,
             }
+            if options.columns is not None and fmt != "csv":
+                raise FileRejected(f"object metadata x-amz-meta-columns names the columns of a CSV file; this "
+                                   f"file is {fmt.upper()}")
             plan = _Plan(fmt, settings.max_errors)
             if fmt == "json":
                 if inflated > settings.json_object_max_bytes:
@@ -202,7 +208,7 @@ class IngestObject:
                 self._queue.send([queue_body(ObjectMessage(chunk=0, format="json", first_line=1, gzip=gz, **base))])
                 plan.chunks = 1
                 return plan
-            self._queue_chunks(read(), plan, gz, {"format": fmt, **base})
+            self._queue_chunks(read(), plan, gz, {"format": fmt, **base}, options)
             return plan
         except zlib.error as exc:
             raise FileRejected(f"the file is not valid gzip: {exc}") from None
@@ -225,11 +231,12 @@ class IngestObject:
             raise FileRejected("the file is empty")
         return head, size
 
-    def _queue_chunks(self, stream: Iterator[bytes], plan: _Plan, gz: bool, common: dict[str, Any]) -> None:
+    def _queue_chunks(self, stream: Iterator[bytes], plan: _Plan, gz: bool, common: dict[str, Any],
+                      options: ReadOptions) -> None:
         settings = self._settings
         start, first, header = 0, 1, None
         if plan.fmt == "csv":
-            csv_start = read_csv_header(stream, common["default_symbol"], settings.max_line_bytes)
+            csv_start = read_csv_header(stream, common["default_symbol"], settings.max_line_bytes, options)
             stream, header, start, first = csv_start.rows, csv_start.columns, csv_start.offset, csv_start.first_line
         common = {**common, "header": header}
         target = settings.inline_chunk_bytes if gz else settings.chunk_bytes

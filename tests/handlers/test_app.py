@@ -92,7 +92,7 @@ def test_a_poison_message_goes_to_the_dlq_at_once_and_never_loses_the_rest_of_it
 @pytest.mark.parametrize("body, content_type, status, fragment", [
     (b'{"symbol":"AAPL","price":-1,"volume":1}', "application/json", 400, "must be > 0"),
     (b'{"symbol":"AAPL","price":1', "application/json", 400, "invalid JSON"),
-    (b'{"symbol":"AAPL","price":1,"volume":1,"venue":"X"}', "application/json", 400, "unknown field"),
+    (b'{"symbol":"AAPL","Price":1,"price":2,"volume":1}', "application/json", 400, "given more than once"),
     (b"symbol,price\nAAPL,1\n", "text/csv", 400, "volume"),
     (b"", "application/json", 400, "empty"),
     (b"a", "text/plain", 415, "nsupported"),

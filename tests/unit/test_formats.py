@@ -11,6 +11,7 @@ from chalicelib.domain.columns import ColumnMap, header_problem
 from chalicelib.domain.csv_rows import header_cells, parse_csv_document, parse_csv_lines
 from chalicelib.domain.files import detect_format
 from chalicelib.domain.formats import ParseContext, ParseResult, parse_json_document, parse_ndjson_lines
+from chalicelib.domain.options import METADATA_HINTS
 
 RECEIVED_NS = 1_719_878_400 * 1_000_000_000  # 2024-07-02T00:00:00Z
 T0 = "2024-07-01T23:58:01Z"
@@ -38,13 +39,13 @@ def test_json_single_object() -> None:
     assert str(tick.price) == "0.1"
 
 
-def test_json_array_keeps_order_and_numbers_records_from_zero() -> None:
+def test_json_array_keeps_order_and_numbers_records_from_one() -> None:
     body = json.dumps([
         {"symbol": "AAPL", "price": "1.10", "volume": "1", "timestamp": T0},
         {"symbol": "MSFT", "price": 2, "volume": 0, "timestamp": T0, "trade_id": "9", "side": "sell"},
     ])
     result = parse_json_document(body, REST)
-    assert [(t.symbol, t.price, t.seq) for t in result.ticks] == [("AAPL", Decimal("1.10"), 0), ("MSFT", Decimal(2), 1)]
+    assert [(t.symbol, t.price, t.seq) for t in result.ticks] == [("AAPL", Decimal("1.10"), 1), ("MSFT", Decimal(2), 2)]
     assert result.ticks[1].trade_id == "9" and result.ticks[1].side == "sell"
 
 
@@ -59,8 +60,8 @@ def test_json_unknown_field_is_an_error_in_the_strict_dialect() -> None:
     result = parse_json_document('[{"symbol":"A","price":1,"volume":1},{"symbol":"A","price":1,"qty":1}]', REST)
     assert result.ticks[0].symbol == "A" and len(result.ticks) == 1
     assert result.rejected == 1
-    assert ("record 1", "qty") in fields(result)
-    assert ("record 1", "volume") in fields(result)  # qty is not an alias of volume here
+    assert ("record 2", "qty") in fields(result)
+    assert ("record 2", "volume") in fields(result)  # qty is not an alias of volume here
 
 
 @pytest.mark.parametrize(
@@ -73,8 +74,8 @@ def test_json_unknown_field_is_an_error_in_the_strict_dialect() -> None:
         ('{"symbol": "A",\n "price": }', "line 2 column 11", "invalid JSON"),
         ('{"symbol":"A","price":NaN,"volume":1}', "body", "NaN"),
         ('{"symbol":"A","price":Infinity,"volume":1}', "body", "Infinity"),
-        ('"just a string"', "record 0", "expected a JSON object"),
-        ("42", "record 0", "expected a JSON object"),
+        ('"just a string"', "record 1", "expected a JSON object"),
+        ("42", "record 1", "expected a JSON object"),
     ],
 )
 def test_json_document_errors(body: str, location: str, reason_part: str) -> None:
@@ -93,7 +94,7 @@ def test_json_error_locations_name_the_record() -> None:
     result = parse_json_document(json.dumps(records), REST)
     assert len(result.ticks) == 3
     assert result.rejected == 2
-    assert fields(result) == [("record 3", "price"), ("record 4", "-")]
+    assert fields(result) == [("record 4", "price"), ("record 5", "-")]
 
 
 def test_json_bom_is_ignored() -> None:
@@ -104,7 +105,7 @@ def test_json_bom_is_ignored() -> None:
 @pytest.mark.parametrize("raw", ["true", "false"])
 def test_json_bool_price_is_rejected(raw: str) -> None:
     result = parse_json_document(f'{{"symbol":"A","price":{raw},"volume":1}}', REST)
-    assert fields(result) == [("record 0", "price")]
+    assert fields(result) == [("record 1", "price")]
 
 
 # ---------------------------------------------------------------------------------- JSON (file dialect)
@@ -223,7 +224,7 @@ def test_csv_header_problems(header: str, default_symbol: str | None, missing: l
     assert cells is not None
     column_map = ColumnMap.from_header(cells)
     assert column_map.missing(default_symbol) == missing
-    problem = header_problem(column_map, default_symbol)
+    problem = header_problem(column_map, default_symbol, METADATA_HINTS)
     if missing:
         assert problem is not None
         for name in missing:

@@ -219,8 +219,8 @@ def test_a_small_example_computed_by_hand(env: Env) -> None:
     ("body", "content_type", "locations"),
     [
         (b'[{"symbol":"A","price":"1","volume":"1"},{"symbol":"A","price":"-1","volume":"1"}]', "application/json",
-         ["record 1"]),
-        (b'{"symbol":"A","price":"1","volume":"1","qty":2}', "application/json", ["record 0"]),
+         ["record 2"]),
+        (b'{"symbol":"A","price":"1","volume":"1","side":"a\\u0000b"}', "application/json", ["record 1"]),
         (b'{"symbol":"A","price":"1","volume":"1"}\n\nnot json\n', "application/x-ndjson", ["line 3"]),
         (b"symbol,price,volume\nA,1,1\nA,NaN,1\nA B,1,1\n", "text/csv", ["line 3", "line 4"]),
         (b"symbol,volume\nA,1\n", "text/csv", ["line 1"]),
