@@ -1,15 +1,16 @@
 """Chalice app: the pipeline's entry points. Each handler hands its event to one function in chalicelib."""
 
-from chalice import Chalice, IAMAuthorizer, Rate
+from chalice import IAMAuthorizer, Rate
 
 from chalicelib.bootstrap import use_cases
 from chalicelib.domain.formats import MEDIA_TYPES
 from chalicelib.entrypoints import api, events
+from chalicelib.entrypoints.rest_app import MarketDataApp
 from chalicelib.schemas import AGGREGATION_PENDING, TICKS_PROCESSED
 from chalicelib.settings import get_settings
 
 settings = get_settings()
-app = Chalice(app_name="market-data")
+app = MarketDataApp(app_name="market-data")
 iam = IAMAuthorizer()
 
 

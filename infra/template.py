@@ -65,6 +65,20 @@ ACCESS_LOG_FORMAT = {
 }
 
 
+# What API Gateway answers itself (bad signature, throttling, no such route, an integration failure), in the
+# app's error shape. With IAM auth, a request to no route and an unsigned request are one response type.
+_GATEWAY_ERROR = ('{"error":"$context.error.responseType","message":$context.error.messageString,'
+                  '"request_id":"$context.requestId"}')
+_NO_TOKEN = ('{"error":"MissingAuthenticationToken","message":"Missing Authentication Token: the request is not '
+             'signed (SigV4), or no route matches $context.httpMethod $context.resourcePath",'
+             '"request_id":"$context.requestId"}')
+GATEWAY_RESPONSES = {
+    "DEFAULT_4XX": {"ResponseTemplates": {"application/json": _GATEWAY_ERROR}},
+    "DEFAULT_5XX": {"ResponseTemplates": {"application/json": _GATEWAY_ERROR}},
+    "MISSING_AUTHENTICATION_TOKEN": {"StatusCode": 403, "ResponseTemplates": {"application/json": _NO_TOKEN}},
+}
+
+
 @dataclass(frozen=True)
 class AppEvents:
     """What app.py declares that the template needs: the schedule of the aggregator."""
@@ -393,6 +407,7 @@ def api_overrides(stage: Stage) -> dict[str, Any]:
                                     "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}],
                 "Tags": stage.tags,
                 "PropagateTags": True,
+                "GatewayResponses": GATEWAY_RESPONSES,
             },
             "Metadata": {"checkov": {"skip": [
                 {"id": "CKV_AWS_120", "comment": "No cache: every route is per caller (IAM) and returns "

@@ -254,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--fresh: the previous state is now in {_shown(moved)}", flush=True)
     os.environ.update(stage_environment(args.stage, endpoint))
     os.environ["API_BASE_URL"] = api_url  # the status_url of POST /ingest
-    bin_dir = Path(sys.executable).parent
     processes: list[tuple[str, subprocess.Popen]] = []
     stop = threading.Event()
 
@@ -300,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             # a verifying proxy takes the API port.
             chalice_port = _free_port(args.host) if args.require_sigv4 else args.api_port
             chalice = subprocess.Popen(
-                [str(bin_dir / "chalice"), "local", "--host", args.host, "--port", str(chalice_port),
+                [sys.executable, "-m", "localrun.chalice_local", "--host", args.host, "--port", str(chalice_port),
                  "--stage", args.stage, "--no-autoreload"],
                 cwd=PROJECT_ROOT, env=os.environ.copy(), preexec_fn=_child_setup(),
             )

@@ -319,3 +319,21 @@ def test_a_decompression_bomb_is_refused_and_its_status_says_why(stack: LocalSta
 
     assert status["status"] == "rejected"
     assert "decompression bomb" in status["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status", "error"), [
+    ("GET", "/no/such/route", None, {}, 404, "NotFound"),
+    ("DELETE", "/bars", None, {}, 405, "MethodNotAllowed"),
+    ("PUT", "/ingest", b"{}", {"Content-Type": "application/json"}, 405, "MethodNotAllowed"),
+    ("POST", "/ingest", b"x", {"Content-Type": "text/plain"}, 415, "UnsupportedMediaType"),
+    ("GET", "/ingestions/s3-nope", None, {}, 404, "NotFound"),
+    ("GET", "/bars?symbol=A&colour=red", None, {}, 400, "InvalidQuery"),
+])
+def test_every_error_of_the_local_stack_has_the_one_shape(stack: LocalStack, method: str, path: str,
+                                                          body: bytes | None, headers: dict[str, str],
+                                                          status: int, error: str) -> None:
+    resp = stack.request(method, path, body, headers)
+    assert resp.status == status, resp.body
+    doc = resp.json()
+    assert set(doc) >= {"error", "message", "request_id"} and doc["error"] == error, doc
+    assert doc["message"] and doc["request_id"], doc
