@@ -66,15 +66,22 @@ ACCESS_LOG_FORMAT = {
 
 
 # What API Gateway answers itself (bad signature, throttling, no such route, an integration failure), in the
-# app's error shape. With IAM auth, a request to no route and an unsigned request are one response type.
-_GATEWAY_ERROR = ('{"error":"$context.error.responseType","message":$context.error.messageString,'
-                  '"request_id":"$context.requestId"}')
+# app's error shape; the codes are those the local SigV4 proxy answers. With IAM auth, a request to no route
+# and an unsigned request are one response type.
+_GATEWAY_ERROR = ('{"error":"%s","message":$context.error.messageString,"request_id":"$context.requestId"}')
 _NO_TOKEN = ('{"error":"MissingAuthenticationToken","message":"Missing Authentication Token: the request is not '
              'signed (SigV4), or no route matches $context.httpMethod $context.resourcePath",'
              '"request_id":"$context.requestId"}')
+_GATEWAY_CODES = {
+    "DEFAULT_4XX": "$context.error.responseType", "DEFAULT_5XX": "$context.error.responseType",
+    "INVALID_SIGNATURE": "InvalidSignature", "EXPIRED_TOKEN": "ExpiredToken", "ACCESS_DENIED": "AccessDenied",
+    "UNAUTHORIZED": "Unauthorized", "THROTTLED": "Throttled", "QUOTA_EXCEEDED": "QuotaExceeded",
+    "REQUEST_TOO_LARGE": "PayloadTooLarge", "INTEGRATION_TIMEOUT": "IntegrationTimeout",
+    "INTEGRATION_FAILURE": "IntegrationFailure",
+}
 GATEWAY_RESPONSES = {
-    "DEFAULT_4XX": {"ResponseTemplates": {"application/json": _GATEWAY_ERROR}},
-    "DEFAULT_5XX": {"ResponseTemplates": {"application/json": _GATEWAY_ERROR}},
+    **{kind: {"ResponseTemplates": {"application/json": _GATEWAY_ERROR % code}}
+       for kind, code in _GATEWAY_CODES.items()},
     "MISSING_AUTHENTICATION_TOKEN": {"StatusCode": 403, "ResponseTemplates": {"application/json": _NO_TOKEN}},
 }
 

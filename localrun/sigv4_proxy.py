@@ -495,9 +495,11 @@ class _Handler(BaseHTTPRequestHandler):
             connection.close()
 
     def _forbid(self, rejection: Rejection) -> None:
-        """API Gateway's own answer to a request its IAM authorization refuses."""
+        """API Gateway's own answer to a request its IAM authorization refuses (its header; the body in the
+        API's error shape, as the stack's gateway responses give it)."""
         self._log(403, rejection.error_type)
-        self._answer(403, {"message": rejection.message}, [("x-amzn-ErrorType", rejection.error_type)])
+        code = rejection.error_type.removesuffix("Exception")
+        self._answer(403, {"error": code, "message": rejection.message}, [("x-amzn-ErrorType", rejection.error_type)])
 
     def _answer_error(self, error: RequestError) -> None:
         """The API's error shape (chalicelib/entrypoints/api.py), for what the proxy refuses itself."""
