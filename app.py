@@ -29,6 +29,11 @@ def ingestion(ingestion_id):
     return api.get_ingestion(app.current_request, use_cases().ingestion_status, ingestion_id)
 
 
+@app.route("/ingestions", methods=["GET"], authorizer=iam)
+def ingestions():
+    return api.get_ingestions(app.current_request, use_cases().list_ingestions, settings.api_base_url)
+
+
 @app.route("/symbols", methods=["GET"], authorizer=iam)
 def symbols():
     return api.get_symbols(app.current_request, use_cases().list_symbols)

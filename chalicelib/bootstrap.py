@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .usecases.aggregate import Aggregate
     from .usecases.ingest_body import IngestBody
     from .usecases.ingest_object import IngestObject
+    from .usecases.listing import ListIngestions
     from .usecases.operator import Operations
     from .usecases.process_batch import ProcessBatch
     from .usecases.queries import IngestionStatus, ListSymbols, ReadBars
@@ -121,6 +122,12 @@ class UseCases:
 
         store = self._store
         return IngestionStatus(store, store, self.sources, self.settings, self._clock)
+
+    @cached_property
+    def list_ingestions(self) -> ListIngestions:
+        from .usecases.listing import ListIngestions
+
+        return ListIngestions(self._store, self.sources, self.settings, self._clock)
 
     @cached_property
     def list_symbols(self) -> ListSymbols:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .domain.bars import INTERVALS, Bar
-from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, IdempotencyClaim, Ingestion
+from .domain.ingestion import ChunkFailure, ChunkRecord, ChunkResult, IdempotencyClaim, Ingestion, Source
+from .domain.listing import IndexPage, Position
 
 # A dirty window as the store hands it out: (symbol, minute start, token of the mark it was read from).
 DirtyWindow = tuple[str, int, str]
@@ -84,6 +85,17 @@ class IngestionStore(Protocol):
 
     def add_object_ingestion(self, bucket: str, key: str, ingestion_id: str) -> set[str]:
         """Record an ingestion of an object key; return every ingestion recorded for that key."""
+        ...
+
+    def object_ingestion_ids(self, bucket: str, key: str) -> set[str]:
+        """Every ingestion recorded for an object key (strongly consistent); empty when none is."""
+        ...
+
+    def list_ingestions(self, sources: Sequence[Source], since_ns: int, before: Position | None,
+                        limit: int) -> IndexPage:
+        """The time index: (received_ns, id) of the ingestions of these sources received in [since_ns, before),
+        newest first, as domain.listing.walk_index walks it (strongly consistent). create_ingestion and
+        put_ingestion index every ingestion they store under its received_ns, once however often it is stored."""
         ...
 
 

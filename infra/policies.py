@@ -69,15 +69,17 @@ _AGGREGATE = (
 
 # Data actions, per function (by Chalice name).
 GRANTS: dict[str, tuple[Grant, ...]] = {
-    # POST /ingest (idempotency record, ingestion metadata, queueing); GET /bars, /symbols; GET
-    # /ingestions/{id} (chunk results, and for a file whether a newer version replaced it: HeadObject, and
-    # ListObjectVersions under a delete marker).
-    API_HANDLER: (Grant("State", ("dynamodb:PutItem", "dynamodb:Query"), TABLE),
+    # POST /ingest (idempotency record; ingestion metadata with its time-index entries, BatchWriteItem;
+    # queueing); GET /bars, /symbols; GET /ingestions/{id} (chunk results, and for a file whether a newer version
+    # replaced it: HeadObject, and ListObjectVersions under a delete marker); GET /ingestions (the time index
+    # and an object key's ingestions, Query; the records of a key's ingestions, BatchGetItem).
+    API_HANDLER: (Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem",
+                                  "dynamodb:Query"), TABLE),
                   _CURRENT_VERSION, _LATEST_VERSION, _TELL_MISSING, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
-    # (a conditional PutItem answers with the stored record when an event is redelivered), the key's
-    # ingestions (UpdateItem ADD), the windows of the versions it replaces (Query, BatchWriteItem of dirty
-    # marks), queueing of the chunks.
+    # (a conditional PutItem answers with the stored record when an event is redelivered; later writes and
+    # the time-index entries, BatchWriteItem), the key's ingestions (UpdateItem ADD), the windows of the
+    # versions it replaces (Query, BatchWriteItem of dirty marks), queueing of the chunks.
     INGESTION: (
         _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
         Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"),

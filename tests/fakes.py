@@ -24,9 +24,11 @@ from chalicelib.domain.ingestion import (
     ChunkResult,
     IdempotencyClaim,
     Ingestion,
+    Source,
     chunk_from_doc,
     real_version,
 )
+from chalicelib.domain.listing import IndexPage, Position, day_of, walk_index
 from chalicelib.entrypoints.api import read_bars
 from chalicelib.ports import (
     GET_BARS_LIMIT,
@@ -62,6 +64,8 @@ class MemoryStateStore:
         # (symbol, minute start, source) -> partial; a re-put of the same source overwrites.
         self.partials: dict[tuple[str, int, str], Bar] = {}
         self.object_ingestions: dict[tuple[str, str], set[str]] = {}
+        # The time index: (source, received_ns, ingestion id) of every ingestion stored.
+        self.ingestion_index: set[tuple[str, int, str]] = set()
         # (symbol, interval, start) -> (bar, revision, updated_ns)
         self.bars: dict[tuple[str, str, int], tuple[Bar, int, int]] = {}
         # (symbol, hour start, token of the mark) -> dirty minutes
@@ -76,10 +80,12 @@ class MemoryStateStore:
         if ingestion.ingestion_id in self.ingestions:
             return Ingestion.from_doc(_copy(self.ingestions[ingestion.ingestion_id]))
         self.ingestions[ingestion.ingestion_id] = _copy(ingestion.to_doc())
+        self.ingestion_index.add((ingestion.source.value, ingestion.received_ns, ingestion.ingestion_id))
         return None
 
     def put_ingestion(self, ingestion: Ingestion) -> None:
         self.ingestions[ingestion.ingestion_id] = _copy(ingestion.to_doc())
+        self.ingestion_index.add((ingestion.source.value, ingestion.received_ns, ingestion.ingestion_id))
 
     def put_chunk_result(self, ingestion_id: str, result: ChunkResult) -> None:
         self.chunk_results.setdefault(ingestion_id, {})[result.chunk] = _copy(result.to_doc())
@@ -108,6 +114,22 @@ class MemoryStateStore:
         ids = self.object_ingestions.setdefault((bucket, key), set())
         ids.add(ingestion_id)
         return set(ids)
+
+    def object_ingestion_ids(self, bucket: str, key: str) -> set[str]:
+        return set(self.object_ingestions.get((bucket, key), set()))
+
+    def list_ingestions(self, sources: Sequence[Source], since_ns: int, before: Position | None,
+                        limit: int) -> IndexPage:
+        def days(source: Source, first_day: str, last_day: str, count: int) -> list[str]:
+            held = {day_of(ns) for s, ns, _ in self.ingestion_index if s == source.value}
+            return sorted((d for d in held if first_day <= d <= last_day), reverse=True)[:count]
+
+        def refs(source: Source, day: str, since: int, until: Position | None, count: int) -> list[Position]:
+            found = [(ns, i) for s, ns, i in self.ingestion_index if s == source.value and day_of(ns) == day
+                     and ns >= since and (until is None or (ns, i) < until)]
+            return sorted(found, reverse=True)[:count]
+
+        return walk_index(days, refs, sources, since_ns, before, limit)
 
     # -- idempotency -----------------------------------------------------------------------
     def claim_idempotency_key(self, key: str, claim: IdempotencyClaim, expires_at: int) -> IdempotencyClaim | None:

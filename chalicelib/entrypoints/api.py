@@ -45,8 +45,10 @@ from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..settings import get_settings
 from ..usecases.ingest_body import IngestBody
+from ..usecases.listing import ListIngestions
 from ..usecases.queries import BarPage, IngestionStatus, ListSymbols, ReadBars
 from .events import flushes_metrics
+from .listing import list_ingestions
 
 # Error class -> (HTTP status, error code), most specific first; anything else is a 500.
 ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -249,3 +251,8 @@ def get_chart(request: Request) -> Response:
         })
 
     return _answered(request, call)
+
+
+def get_ingestions(request: Request, listing: ListIngestions, configured_base_url: str) -> Response:
+    return _guarded(request, lambda: (200, list_ingestions(single_valued(request.query_params), listing,
+                                                           base_url(request, configured_base_url))))

@@ -24,13 +24,18 @@ class Sources:
         self._objects = objects
         self._new_token = new_token
 
-    def superseded(self, ingestion: Ingestion) -> bool:
-        """Whether a newer version of the ingestion's object key exists (then it never counts)."""
+    def superseded(self, ingestion: Ingestion, latest: dict[tuple[str, str], str | None] | None = None) -> bool:
+        """Whether a newer version of the ingestion's object key exists (then it never counts). ``latest`` keeps
+        each (bucket, key)'s newest version for a caller that asks about several versions of a key."""
         version = real_version(ingestion.object.version_id) if ingestion.object else None
         if ingestion.object is None or version is None:
             return False
-        latest = self._objects.latest_version(ingestion.object.bucket, ingestion.object.key)
-        return latest is not None and latest != version
+        place = (ingestion.object.bucket, ingestion.object.key)
+        known = {} if latest is None else latest
+        if place not in known:
+            known[place] = self._objects.latest_version(*place)
+        newest = known[place]
+        return newest is not None and newest != version
 
     def counts(self, source: str, known: dict[str, bool]) -> bool:
         """Whether a partial's source counts; ``known`` caches the answer per ingestion for one run."""

@@ -292,12 +292,16 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     shortened = client.http.get("/bars?symbol=NFLX&interval=1m")
                     kept_status = client.http.get(f"/ingestions/{kept}")
                     under_marker = client.http.get("/bars?symbol=ORCL&interval=1m")
+                    of_key = client.http.get("/ingestions?source=s3&key=incoming/t.csv")
+                    recent = client.http.get("/ingestions?since=2024-07-01T00:00:00Z&limit=3")
                 assert [b["revision"] for b in json.loads(bars.body)["bars"]] == [2, 2, 2]
                 assert len(json.loads(unversioned_bars.body)["bars"]) == 3
                 assert len(json.loads(shortened.body)["bars"]) == 1
                 assert json.loads(status.body)["status"] == "processed"
                 assert json.loads(file_status.body)["status"] == "superseded"
                 assert json.loads(kept_status.body)["status"] == "processed"
+                assert [i["status"] for i in json.loads(of_key.body)["ingestions"]] == ["processed", "superseded"]
+                assert len(json.loads(recent.body)["ingestions"]) == 3 and json.loads(recent.body)["next"]
                 assert [b["close"] for b in json.loads(under_marker.body)["bars"]] == ["300", "301", "302"]
                 assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT", "IBM", "NFLX",
                                                                                        "ORCL"}

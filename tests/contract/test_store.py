@@ -23,6 +23,7 @@ from chalicelib.domain.ingestion import (
     Status,
     StoredObject,
 )
+from chalicelib.domain.listing import IndexPage
 from tests.fakes import drop_bars, seed_bars
 
 HOUR = 60 * MINUTE_NS
@@ -97,6 +98,86 @@ def test_an_object_key_remembers_every_ingestion_of_it(store: Any) -> None:
     assert store.add_object_ingestion("b", "k", "s3-2") == {"s3-1", "s3-2"}
     assert store.add_object_ingestion("b", "k", "s3-1") == {"s3-1", "s3-2"}
     assert store.add_object_ingestion("b", "other", "s3-3") == {"s3-3"}
+    assert store.object_ingestion_ids("b", "k") == {"s3-1", "s3-2"}
+    assert store.object_ingestion_ids("b", "none") == set()
+
+
+# ------------------------------------------------------------------------------------------ the time index
+DAY = 86_400 * 10**9
+JULY_1 = 19_905 * DAY  # 2024-07-01T00:00:00Z
+BOTH = (Source.API, Source.S3)
+
+
+def api_ingestion(n: int, received_ns: int) -> Ingestion:
+    return Ingestion(f"api-{n:04x}", Source.API, Status.QUEUED, received_ns, accepted=1, chunks=1)
+
+
+def file_ingestion(n: int, received_ns: int) -> Ingestion:
+    return Ingestion(f"s3-{n:04x}", Source.S3, Status.SCANNING, received_ns,
+                     object=StoredObject("b", f"k{n}.csv", f"v{n}", "etag", 10))
+
+
+def walk(store: Any, sources: Any, since_ns: int, limit: int) -> list[list[tuple[int, str]]]:
+    """Every page of a walk, following ``more`` to the end."""
+    pages, before = [], None
+    while True:
+        page = store.list_ingestions(sources, since_ns, before, limit)
+        pages.append(page.refs)
+        if page.more is None:
+            return pages
+        assert page.more < (before or (2**63, "")), "a walk always moves on"
+        before = page.more
+
+
+def test_every_ingestion_stored_is_indexed_once_under_its_receipt_time(store: Any) -> None:
+    first = file_ingestion(1, JULY_1 + 5)
+    assert store.create_ingestion(first) is None
+    assert store.create_ingestion(first.but(received_ns=JULY_1 + 9)) == first  # a lost race indexes nothing
+    store.put_ingestion(first.but(status=Status.QUEUED, chunks=2))  # stored again, and again: indexed once
+    store.put_ingestion(first.but(status=Status.QUEUED, chunks=2))
+    store.put_ingestion(api_ingestion(1, JULY_1 + 7))
+    store.put_ingestion(api_ingestion(2, JULY_1 + 5))  # the same nanosecond as the file: by id, newest first
+    page = store.list_ingestions(BOTH, 0, None, 10)
+    assert page.refs == [(JULY_1 + 7, "api-0001"), (JULY_1 + 5, "s3-0001"), (JULY_1 + 5, "api-0002")]
+    assert page.more is None
+    assert store.list_ingestions((Source.S3,), 0, None, 10).refs == [(JULY_1 + 5, "s3-0001")]
+    assert store.list_ingestions((Source.API,), JULY_1 + 6, None, 10).refs == [(JULY_1 + 7, "api-0001")]
+    assert store.list_ingestions(BOTH, JULY_1 + 8, None, 10).refs == []
+
+
+def test_pages_of_the_time_index_never_skip_or_repeat_whatever_their_size(store: Any) -> None:
+    # 3 days apart, a gap of empty days, ties on the same nanosecond, both sources.
+    times = [JULY_1 + 1, JULY_1 + 1, JULY_1 + 2, JULY_1 + DAY - 1, JULY_1 + DAY, JULY_1 + 10 * DAY + 3,
+             JULY_1 + 10 * DAY + 3, JULY_1 + 10 * DAY + 4]
+    for n, ns in enumerate(times):
+        store.put_ingestion(api_ingestion(n, ns) if n % 2 else file_ingestion(n, ns))
+    everything = store.list_ingestions(BOTH, 0, None, 1000).refs
+    assert len(everything) == len(times) and everything == sorted(everything, reverse=True)
+    for limit in (1, 2, 3, 4, 7, 8, 9):
+        pages = walk(store, BOTH, 0, limit)
+        assert [ref for page in pages for ref in page] == everything, limit
+        assert all(len(page) == limit for page in pages[:-1])
+    assert walk(store, BOTH, 0, 8) == [everything]  # the last page says nothing follows
+    assert walk(store, BOTH, 0, 4) == [everything[:4], everything[4:]]
+    assert [ref for page in walk(store, (Source.API,), JULY_1 + 2, 1) for ref in page] == [
+        (ns, i) for ns, i in everything if i.startswith("api-") and ns >= JULY_1 + 2]
+
+
+def test_a_walk_skips_empty_days_and_stops_after_a_month_of_days_that_hold_ingestions(store: Any) -> None:
+    store.put_ingestion(api_ingestion(999, 5 * DAY))  # 1970: decades of empty days before the rest
+    for n in range(40):
+        store.put_ingestion(file_ingestion(n, JULY_1 + n * DAY + 7))
+    first = store.list_ingestions(BOTH, 0, None, 100)
+    assert first.refs == [(JULY_1 + n * DAY + 7, f"s3-{n:04x}") for n in range(39, 8, -1)]  # 31 days
+    assert first.more == (JULY_1 + 9 * DAY, "")  # the start of the last day walked
+    rest = store.list_ingestions(BOTH, 0, first.more, 100)
+    assert rest.refs == [(JULY_1 + n * DAY + 7, f"s3-{n:04x}") for n in range(8, -1, -1)] + [(5 * DAY, "api-03e7")]
+    assert rest.more is None
+    assert store.list_ingestions((Source.API,), 0, None, 100).refs == [(5 * DAY, "api-03e7")]
+    assert store.list_ingestions(BOTH, JULY_1 + 39 * DAY, None, 100) == IndexPage(
+        [(JULY_1 + 39 * DAY + 7, "s3-0027")], None)
+    assert store.list_ingestions(BOTH, 0, (5 * DAY, "api-03e7"), 100) == IndexPage([], None)
+    assert store.list_ingestions(BOTH, 6 * DAY, (6 * DAY, ""), 100) == IndexPage([], None)  # an empty range
 
 
 # ------------------------------------------------------------------------------------------ idempotency keys

@@ -16,6 +16,7 @@ from ...domain.ingestion import (
     Ingestion,
     chunk_from_doc,
 )
+from .ingestion_index import IngestionIndex
 from .layout import TTL_ATTRIBUTE
 from .table import Table
 
@@ -47,20 +48,22 @@ def _doc_item(pk: str, sk: str, doc: dict[str, Any], **extra: Any) -> dict[str, 
     return {"pk": {"S": pk}, "sk": {"S": sk}, "doc": {"S": json.dumps(doc)}, **extra}
 
 
-class IngestionRecords:
-    """IngestionStore and IdempotencyStore on the table."""
+class IngestionRecords(IngestionIndex):
+    """IngestionStore and IdempotencyStore on the table; every ingestion stored is indexed (ingestion_index.py)."""
 
     def __init__(self, table: Table) -> None:
-        self._table = table
+        IngestionIndex.__init__(self, table)
 
     # -- ingestions ------------------------------------------------------------------------
     def create_ingestion(self, ingestion: Ingestion) -> Ingestion | None:
         existing = self._table.put_unless(
             _doc_item(f"I#{ingestion.ingestion_id}", "META", ingestion.to_doc()), "attribute_not_exists(pk)")
+        if existing is None:
+            self.write_with_index(None, ingestion)
         return None if existing is None else Ingestion.from_doc(_winner(existing))
 
     def put_ingestion(self, ingestion: Ingestion) -> None:
-        self._table.put(_doc_item(f"I#{ingestion.ingestion_id}", "META", ingestion.to_doc()))
+        self.write_with_index(_doc_item(f"I#{ingestion.ingestion_id}", "META", ingestion.to_doc()), ingestion)
 
     def get_ingestion_meta(self, ingestion_id: str) -> Ingestion | None:
         item = self._table.get(f"I#{ingestion_id}", "META")

@@ -5,6 +5,8 @@ Key layout (pk / sk) of the single table:
     I#<ingestion id>  C#<chunk:06>               one chunk's result or failure
     I#<ingestion id>  C#<chunk:06>#W<page:05>    a page of a chunk result's windows, when they outgrow an item
     O#<bucket>/<key>  META                       the ingestions of an object key
+    IX#<source>#<day> <received:020>#<id>        the time index: one entry per ingestion, by UTC day of receipt
+    IXD#<source>      <day>                      a day (YYYY-MM-DD) that holds entries of the source
     K#<idempotency key> META                     what an Idempotency-Key stands for (TTL)
     P#<symbol>        <minute:020>#<source>      1-minute partial aggregate of one source chunk
     B#<symbol>#<iv>   <start:020>                bar of interval iv
@@ -87,10 +89,16 @@ class Table:
                 _backoff(attempt)
         return items
 
-    def query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a Query, page after page."""
+    def query(self, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, page after page; at most ``max_items`` when given (each page then asks for no
+        more than are still wanted, so nothing past them is read)."""
         kwargs["TableName"] = self.name
+        left = max_items
         while True:
+            if left is not None:
+                if left <= 0:
+                    return
+                kwargs["Limit"] = left
             try:
                 response = self.client.query(**kwargs)
             except ClientError as exc:
@@ -99,7 +107,10 @@ class Table:
                 # Only a query built from a request's parameters can be invalid: the request's fault.
                 raise InvalidQuery(f"the query cannot be answered: {exc.response['Error'].get('Message', '')}") \
                     from None
-            yield from response.get("Items", [])
+            items = response.get("Items", [])
+            if left is not None:
+                left -= len(items)
+            yield from items
             last = response.get("LastEvaluatedKey")
             if not last:
                 return
