@@ -146,7 +146,7 @@ def minute_bars(partials: dict[tuple[str, int], Any]) -> dict[Window, Ohlcv]:
 def project(fmt: str, text: str, fast: bool) -> dict[Window, Ohlcv]:
     """The project's parser for ``fmt`` and its partials; ``fast=False``: the precise parsers alone and the
     per-tick partials, as the project read payloads before its fast path."""
-    ctx = ParseContext(received_ns=time.time_ns(), strict=fmt != "csv", fast=fast)
+    ctx = ParseContext(received_ns=time.time_ns(), fast=fast)  # POST /ingest's rules, as files
     if fmt == "json":
         parsed = parse_json_document(text, ctx)
     elif fmt == "ndjson":
@@ -162,7 +162,7 @@ def chain(text: str, fast: bool) -> dict[Window, Ohlcv]:
     """POST /ingest's work and the processors': parse the JSON body, pack its ticks into queue messages, decode
     each as a processor does, and make its partials. ``fast=False``: the precise parsers, the per-tick message
     form and per-tick partials."""
-    ctx = ParseContext(received_ns=time.time_ns(), strict=True, fast=fast)
+    ctx = ParseContext(received_ns=time.time_ns(), fast=fast)
     parsed = parse_json_document(text, ctx)
     bars: dict[Window, Ohlcv] = {}
     if fast:
