@@ -3,8 +3,7 @@ the parse context and result, lines), and JSON (one object or an array) and NDJS
 
 JSON records from a request and from a file follow the same rules: fields are found by the column aliases
 (columns.py) and the caller's renames (options.py), and other keys are ignored (and reported), because
-exports from exchanges and vendors carry many we do not need. ``ParseContext.strict`` (the tick's own names
-only; any other key is an error) remains for callers that want it.
+exports from exchanges and vendors carry many we do not need.
 """
 
 from __future__ import annotations
@@ -102,20 +101,15 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return flagged
 
 
-def _json_loads(text: str, strict: bool = True) -> Any:
-    # NaN/Infinity are not JSON: the strict dialect refuses the document, files reject the field that holds
-    # one (so one bad record does not cost a file its good ones).
+def _json_loads(text: str) -> Any:
+    # NaN/Infinity are not JSON: they are read as Decimal values, which the number checks reject, so the
+    # record that holds one is rejected with its field (and one bad record does not cost a file its good ones).
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant if strict else Decimal,
-                          object_pairs_hook=_json_object)
+        return json.loads(text, parse_float=Decimal, parse_constant=Decimal, object_pairs_hook=_json_object)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except ArithmeticError:  # decimal.InvalidOperation: a number Decimal cannot hold (1e99999999999999999999)
         raise ValueError("a number is out of range") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 def _field_name(name: str) -> str:
@@ -129,7 +123,6 @@ class ParseContext:
     received_ns: int
     seq_base: int = 0
     default_symbol: str | None = None
-    strict: bool = False
     max_errors: int = 20
     max_line_chars: int = 1 << 20
     fast: bool = True  # try the fast path first (False: the precise path alone, for comparisons)
@@ -177,18 +170,16 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
         result.reject([RecordError(where, _field_name(k), "appears more than once in the object")
                        for k in dict.fromkeys(record.repeated)])
         return
-    unit = None
-    if not ctx.strict:
-        record, unit, clashes, ignored = aliased_record(record, ctx.options.renames)
-        if ignored:
-            result.ignore(ignored)
-        if clashes:
-            result.reject([RecordError(where, c.field, c.reason[:200]) for c in clashes])
-            return
+    record, unit, clashes, ignored = aliased_record(record, ctx.options.renames)
+    if ignored:
+        result.ignore(ignored)
+    if clashes:
+        result.reject([RecordError(where, c.field, c.reason[:200]) for c in clashes])
+        return
     options = ctx.options
     tick, errors = tick_from_record(
         record, location=where, seq=seq, received_ns=ctx.received_ns,
-        default_symbol=ctx.default_symbol, timestamp_unit=unit, strict_fields=ctx.strict,
+        default_symbol=ctx.default_symbol, timestamp_unit=unit,
         zone=options.zone, timestamp_format=options.timestamp_format,
     )
     if tick is None:
@@ -200,7 +191,7 @@ def _one_json_record(record: Any, where: str, seq: int, ctx: ParseContext, resul
 def is_one_json_document(text: str) -> bool:
     """Whether ``text`` is a single JSON value (a pretty-printed object spans lines; NDJSON is many values)."""
     try:
-        _json_loads(strip_space(text.lstrip("\ufeff")), strict=False)
+        _json_loads(strip_space(text.lstrip("\ufeff")))
     except ValueError:  # json.JSONDecodeError included
         return False
     return True
@@ -218,7 +209,7 @@ def parse_json_document(text: str, ctx: ParseContext) -> ParseResult:
         result.reject([RecordError("body", "-", "is empty")])
         return result
     try:
-        document = _json_loads(stripped, ctx.strict)
+        document = _json_loads(stripped)
     except json.JSONDecodeError as exc:
         result.reject([RecordError(f"line {exc.lineno} column {exc.colno}", "-", f"invalid JSON: {exc.msg}")])
         return result
@@ -249,7 +240,7 @@ def parse_ndjson_lines(lines: Sequence[str], first_line: int, ctx: ParseContext)
             result.reject([RecordError(where, "-", "is not valid UTF-8 text")])
             continue
         try:
-            record = _json_loads(text, ctx.strict)
+            record = _json_loads(text)
         except json.JSONDecodeError as exc:
             result.reject([RecordError(where, "-", f"invalid JSON at column {exc.colno}: {exc.msg}")])
             continue

@@ -24,7 +24,6 @@ from .timefmt import MAX_FUTURE_NS, MIN_TIMESTAMP_NS, TimestampError, fast_times
 SYMBOL_RE = re.compile(r"[A-Za-z0-9._\-/:]{1,32}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9._\-/: ]{1,64}")
 TICK_FIELDS = ("symbol", "price", "volume", "timestamp", "trade_id", "side", "exchange")
-TICK_FIELD_SET = frozenset(TICK_FIELDS)
 REQUIRED_FIELDS = ("symbol", "price", "volume")
 _VALID_SYMBOLS: set[str] = set()
 _CACHE_LIMIT = 100_000
@@ -188,14 +187,12 @@ def parse_token(field: str, raw: Any) -> str | None:
 
 def _fast_tick(
     record: Mapping[str, Any], seq: int, received_ns: int, default_symbol: str | None,
-    timestamp_unit: str | None, strict_fields: bool,
+    timestamp_unit: str | None,
 ) -> Tick | None:
     """The tick of an ordinary, well-formed record; None leaves the verdict to the thorough path.
 
     Written inline (no helper calls per field): it runs for every tick of every ingestion.
     """
-    if strict_fields and not TICK_FIELD_SET.issuperset(record):
-        return None
     get: Any = record.get
     symbol = get("symbol")
     if symbol is None or symbol == "":
@@ -275,21 +272,16 @@ def tick_from_record(
     received_ns: int,
     default_symbol: str | None = None,
     timestamp_unit: str | None = None,
-    strict_fields: bool = False,
     zone: tzinfo | None = None,
     timestamp_format: str | None = None,
 ) -> tuple[Tick | None, list[RecordError]]:
     """Validate one record. Returns the tick, or None and every problem found in the record. ``zone`` and
     ``timestamp_format`` say how to read text times (see timefmt.parse_timestamp)."""
     if zone is None and timestamp_format is None:
-        tick = _fast_tick(record, seq, received_ns, default_symbol, timestamp_unit, strict_fields)
+        tick = _fast_tick(record, seq, received_ns, default_symbol, timestamp_unit)
         if tick is not None:
             return tick, []
     errors: list[RecordError] = []
-    if strict_fields:
-        for name in record:
-            if name not in TICK_FIELDS:
-                errors.append(RecordError(location, str(name)[:64], "unknown field"))
     symbol = price = volume = None
     ts_ns = received_ns
     trade_id = side = exchange = None

@@ -110,8 +110,8 @@ def vars_of(bar: Any) -> tuple[Any, ...]:
     return tuple(getattr(bar, name) for name in bar.__slots__)
 
 
-def context(strict: bool, fast: bool, default_symbol: str | None = None) -> ParseContext:
-    return ParseContext(received_ns=RECEIVED_NS, strict=strict, fast=fast, default_symbol=default_symbol,
+def context(fast: bool, default_symbol: str | None = None) -> ParseContext:
+    return ParseContext(received_ns=RECEIVED_NS, fast=fast, default_symbol=default_symbol,
                         max_line_chars=400)
 
 
@@ -119,43 +119,40 @@ def context(strict: bool, fast: bool, default_symbol: str | None = None) -> Pars
 
 
 @FUZZ
-@given(st.lists(json_record(), min_size=1, max_size=6), st.booleans(), st.booleans(),
-       st.sampled_from([None, "ESU4"]))
-@example(['{"symbol":"A","price":1,"price":"2","volume":1}'], True, True, None)
-@example(['{"symbol":"A","price":0.0000001,"volume":0.0}'], True, True, None)
-@example(['{"symbol":"A","price":1,"volume":1,"timestamp":"1719878281"}'], True, True, None)
-def test_json_fast_path_agrees_or_defers(records: list[str], as_array: bool, strict: bool,
-                                         default_symbol: str | None) -> None:
+@given(st.lists(json_record(), min_size=1, max_size=6), st.booleans(), st.sampled_from([None, "ESU4"]))
+@example(['{"symbol":"A","price":1,"price":"2","volume":1}'], True, None)
+@example(['{"symbol":"A","price":0.0000001,"volume":0.0}'], True, None)
+@example(['{"symbol":"A","price":1,"volume":1,"timestamp":"1719878281"}'], True, None)
+def test_json_fast_path_agrees_or_defers(records: list[str], as_array: bool, default_symbol: str | None) -> None:
     text = "[" + ",".join(records) + "]" if as_array or len(records) > 1 else records[0]
-    precise = parse_json_document(text, context(strict, fast=False, default_symbol=default_symbol))
-    fast = fastpath.json_document(text, context(strict, fast=True, default_symbol=default_symbol))
+    precise = parse_json_document(text, context(fast=False, default_symbol=default_symbol))
+    fast = fastpath.json_document(text, context(fast=True, default_symbol=default_symbol))
     assert_same(fast, precise.ticks, precise.rejected)
 
 
 @FUZZ
-@given(st.lists(json_record(), min_size=1, max_size=6), st.lists(st.sampled_from(["", "  ", "\ufeff"]), max_size=2),
-       st.booleans())
-def test_ndjson_fast_path_agrees_or_defers(records: list[str], extra_lines: list[str], strict: bool) -> None:
+@given(st.lists(json_record(), min_size=1, max_size=6), st.lists(st.sampled_from(["", "  ", "\ufeff"]), max_size=2))
+def test_ndjson_fast_path_agrees_or_defers(records: list[str], extra_lines: list[str]) -> None:
     lines = records + extra_lines
-    precise = parse_ndjson_lines(lines, 3, context(strict, fast=False))
-    fast = fastpath.ndjson_lines(lines, 3, context(strict, fast=True))
+    precise = parse_ndjson_lines(lines, 3, context(fast=False))
+    fast = fastpath.ndjson_lines(lines, 3, context(fast=True))
     assert_same(fast, precise.ticks, precise.rejected)
     two_on_a_line = [records[0] + "," + records[0], *records[1:]]
-    precise = parse_ndjson_lines(two_on_a_line, 1, context(strict, fast=False))
-    assert_same(fastpath.ndjson_lines(two_on_a_line, 1, context(strict, fast=True)), precise.ticks, precise.rejected)
+    precise = parse_ndjson_lines(two_on_a_line, 1, context(fast=False))
+    assert_same(fastpath.ndjson_lines(two_on_a_line, 1, context(fast=True)), precise.ticks, precise.rejected)
 
 
 @FUZZ
 @given(st.lists(json_record(odd=False), min_size=1, max_size=20))
 def test_ordinary_json_takes_the_fast_path(records: list[str]) -> None:
     text = "[" + ",".join(records) + "]"
-    fast = fastpath.json_document(text, context(True, fast=True))
+    fast = fastpath.json_document(text, context(fast=True))
     assert fast is not None
-    precise = parse_json_document(text, context(True, fast=False))
+    precise = parse_json_document(text, context(fast=False))
     assert_same(fast, precise.ticks, precise.rejected)
-    ndjson = fastpath.ndjson_lines(records, 1, context(True, fast=True))
+    ndjson = fastpath.ndjson_lines(records, 1, context(fast=True))
     assert ndjson is not None
-    assert_same(ndjson, parse_ndjson_lines(records, 1, context(True, fast=False)).ticks, 0)
+    assert_same(ndjson, parse_ndjson_lines(records, 1, context(fast=False)).ticks, 0)
 
 
 GOOD_RECORD = {"symbol": '"AAPL"', "price": "101.5", "volume": "2", "timestamp": '"2024-07-01T23:58:01.123Z"',
@@ -168,16 +165,15 @@ def record_text(fields: dict[str, str]) -> str:
 
 @pytest.mark.parametrize(("field", "value"), [(f, v) for f, values in ODD_JSON.items() for v in values]
                          + [(f, v) for f, values in GOOD_JSON.items() for v in values])
-@pytest.mark.parametrize("strict", [True, False])
-def test_each_json_value_alone(field: str, value: str, strict: bool) -> None:
+def test_each_json_value_alone(field: str, value: str) -> None:
     """Every value of the tables, in one record among good ones, as a JSON array and as NDJSON."""
     good = record_text(GOOD_RECORD)
     records = [good, record_text({**GOOD_RECORD, field: value}), good]
     text = "[" + ",".join(records) + "]"
-    precise = parse_json_document(text, context(strict, fast=False))
-    assert_same(fastpath.json_document(text, context(strict, fast=True)), precise.ticks, precise.rejected)
-    precise = parse_ndjson_lines(records, 1, context(strict, fast=False))
-    assert_same(fastpath.ndjson_lines(records, 1, context(strict, fast=True)), precise.ticks, precise.rejected)
+    precise = parse_json_document(text, context(fast=False))
+    assert_same(fastpath.json_document(text, context(fast=True)), precise.ticks, precise.rejected)
+    precise = parse_ndjson_lines(records, 1, context(fast=False))
+    assert_same(fastpath.ndjson_lines(records, 1, context(fast=True)), precise.ticks, precise.rejected)
 
 
 # ---------------------------------------------------------------------------------------------- CSV
@@ -246,8 +242,8 @@ def csv_payload(draw: Any, odd: bool = True) -> tuple[list[str], list[str]]:
 def test_csv_fast_path_agrees_or_defers(payload: tuple[list[str], list[str]], default_symbol: str | None) -> None:
     header, lines = payload
     column_map = ColumnMap.from_header(header)
-    precise = parse_csv_lines(lines, 2, column_map, context(False, fast=False, default_symbol=default_symbol))
-    fast = fastpath.csv_lines(lines, 2, column_map, context(False, fast=True, default_symbol=default_symbol))
+    precise = parse_csv_lines(lines, 2, column_map, context(fast=False, default_symbol=default_symbol))
+    fast = fastpath.csv_lines(lines, 2, column_map, context(fast=True, default_symbol=default_symbol))
     assert_same(fast, precise.ticks, precise.rejected)
 
 
@@ -264,8 +260,8 @@ def test_each_csv_cell_alone(field: str, value: str) -> None:
     for default_symbol in (None, "ESU4"):
         if field == "other" and "," in value:
             lines.reverse()  # the wider line first, then last
-        precise = parse_csv_lines(lines, 2, column_map, context(False, fast=False, default_symbol=default_symbol))
-        fast = fastpath.csv_lines(lines, 2, column_map, context(False, fast=True, default_symbol=default_symbol))
+        precise = parse_csv_lines(lines, 2, column_map, context(fast=False, default_symbol=default_symbol))
+        fast = fastpath.csv_lines(lines, 2, column_map, context(fast=True, default_symbol=default_symbol))
         assert_same(fast, precise.ticks, precise.rejected)
 
 
@@ -274,13 +270,13 @@ def test_each_csv_cell_alone(field: str, value: str) -> None:
 def test_ordinary_csv_takes_the_fast_path(payload: tuple[list[str], list[str]]) -> None:
     header, lines = payload
     column_map = ColumnMap.from_header(header)
-    ctx = context(False, fast=True, default_symbol="ESU4")
+    ctx = context(fast=True, default_symbol="ESU4")
     by_unit = {"timestamp_ms": [line for line in lines if line.split(",")[0].isdigit()]}
     if "timestamp_ms" in header:  # a unit named by the column: only epoch numbers are ordinary there
         lines = by_unit["timestamp_ms"] or ["1719878281218,A,1,1"]
     one_shape = {len(line.split(",")[column_map.columns["timestamp"]]) for line in lines}
     fast = fastpath.csv_lines(lines, 2, column_map, ctx)
-    precise = parse_csv_lines(lines, 2, column_map, context(False, fast=False, default_symbol="ESU4"))
+    precise = parse_csv_lines(lines, 2, column_map, context(fast=False, default_symbol="ESU4"))
     assert_same(fast, precise.ticks, precise.rejected)
     if precise.rejected == 0 and len(one_shape) == 1:
         assert fast is not None
@@ -288,7 +284,7 @@ def test_ordinary_csv_takes_the_fast_path(payload: tuple[list[str], list[str]]) 
 
 def test_every_decimal_keeps_its_text() -> None:
     text = '[{"symbol":"A","price":1.50,"volume":"2.0"},{"symbol":"A","price":"1.500","volume":3}]'
-    fast = fastpath.json_document(text, context(True, fast=True))
+    fast = fastpath.json_document(text, context(fast=True))
     assert fast is not None
     assert [str(p) for p in fast.prices] == ["1.50", "1.500"]
     assert [str(v) for v in fast.volumes] == ["2.0", "3"]

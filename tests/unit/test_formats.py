@@ -1,4 +1,4 @@
-"""Payload decoding: strict REST JSON/NDJSON, the lenient file dialect, CSV headers and error locations."""
+"""Payload decoding: JSON/NDJSON (one set of rules for requests and files), CSV headers and error locations."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ RECEIVED_NS = 1_719_878_400 * 1_000_000_000  # 2024-07-02T00:00:00Z
 T0 = "2024-07-01T23:58:01Z"
 T0_NS = 1_719_878_281 * 1_000_000_000
 
-REST = ParseContext(received_ns=RECEIVED_NS, strict=True)
+REST = ParseContext(received_ns=RECEIVED_NS)
 FILE = ParseContext(received_ns=RECEIVED_NS)
 
 
@@ -29,7 +29,7 @@ def fields(result: ParseResult) -> list[tuple[str, str]]:
     return [(e.location, e.field) for e in result.errors]
 
 
-# ---------------------------------------------------------------------------------- JSON (REST, strict)
+# ---------------------------------------------------------------------------------- JSON
 def test_json_single_object() -> None:
     result = parse_json_document(json.dumps({"symbol": "AAPL", "price": 0.1, "volume": 3, "timestamp": T0}), REST)
     assert result.rejected == 0
@@ -56,12 +56,10 @@ def test_json_keeps_long_decimals_exactly() -> None:
     assert tick.volume == Decimal("123456789.123456789")
 
 
-def test_json_unknown_field_is_an_error_in_the_strict_dialect() -> None:
-    result = parse_json_document('[{"symbol":"A","price":1,"volume":1},{"symbol":"A","price":1,"qty":1}]', REST)
-    assert result.ticks[0].symbol == "A" and len(result.ticks) == 1
-    assert result.rejected == 1
-    assert ("record 2", "qty") in fields(result)
-    assert ("record 2", "volume") in fields(result)  # qty is not an alias of volume here
+def test_json_keys_by_alias_and_the_others_listed_as_ignored() -> None:
+    result = parse_json_document('[{"symbol":"A","price":1,"volume":1,"note":"x"},{"Ticker":"B","px":2,"qty":3}]', REST)
+    assert [(t.symbol, t.price, t.volume) for t in result.ticks] == [("A", 1, 1), ("B", 2, 3)]
+    assert result.rejected == 0 and list(result.ignored) == ["note"]
 
 
 @pytest.mark.parametrize(
@@ -72,8 +70,8 @@ def test_json_unknown_field_is_an_error_in_the_strict_dialect() -> None:
         ("[]", "body", "empty array"),
         ("[1,", "line 1 column 4", "invalid JSON"),
         ('{"symbol": "A",\n "price": }', "line 2 column 11", "invalid JSON"),
-        ('{"symbol":"A","price":NaN,"volume":1}', "body", "NaN"),
-        ('{"symbol":"A","price":Infinity,"volume":1}', "body", "Infinity"),
+        ('{"symbol":"A","price":NaN,"volume":1}', "record 1", "must be finite"),
+        ('{"symbol":"A","price":Infinity,"volume":1}', "record 1", "must be finite"),
         ('"just a string"', "record 1", "expected a JSON object"),
         ("42", "record 1", "expected a JSON object"),
     ],
@@ -151,11 +149,11 @@ def test_ndjson_lines_numbered_from_first_line_and_blank_lines_skipped() -> None
         '{"symbol":"B","price":"3","volume":"1"}',
     ]
     result = parse_ndjson_lines(lines, 17, REST)
-    assert [t.symbol for t in result.ticks] == ["A", "B"]
-    assert [t.seq for t in result.ticks] == [17, 24]
-    assert result.rejected == 4
-    assert locations(result) == ["line 20", "line 21", "line 22", "line 23"]
-    assert fields(result)[3] == ("line 23", "extra")
+    assert [t.symbol for t in result.ticks] == ["A", "A", "B"]
+    assert [t.seq for t in result.ticks] == [17, 23, 24]
+    assert result.rejected == 3
+    assert locations(result) == ["line 20", "line 21", "line 22"]
+    assert list(result.ignored) == ["extra"]
 
 
 def test_ndjson_bom_and_windows_line_endings() -> None:
