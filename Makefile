@@ -9,7 +9,7 @@ STAGE ?= dev
 ARGS ?=
 EMULATOR_PORT ?= 5000
 
-.PHONY: run emulator cli local-cli test test-fast bench bench-bucket clean package lint-env policies
+.PHONY: run emulator cli local-cli test test-fast bench bench-bucket clean package lint-env policies openapi
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## run: start the emulator, provision the stage, serve the API and deliver events (Ctrl-C stops)
 run: $(STAMP)
 	$(PY) -m localrun --stage $(STAGE) $(ARGS)
+
+## openapi: write the API's OpenAPI 3.1 document (also served at GET /openapi.json) to docs/openapi.json
+openapi: $(STAMP)
+	$(PY) -c 'import json; from chalicelib.openapi import document; print(json.dumps(document(), indent=2))' \
+		> docs/openapi.json
 
 ## emulator: the same without the API (--no-api), to run `chalice local` yourself: the banner prints the command
 emulator: $(STAMP)

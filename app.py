@@ -21,7 +21,7 @@ def ingest():
 
 @app.route("/bars", methods=["GET"], authorizer=iam)
 def bars():
-    return api.get_bars(app.current_request, use_cases().read_bars)
+    return api.get_bars(app.current_request, use_cases().read_bars, settings.api_base_url)
 
 
 @app.route("/ingestions/{ingestion_id}", methods=["GET"], authorizer=iam)
@@ -37,6 +37,11 @@ def ingestions():
 @app.route("/symbols", methods=["GET"], authorizer=iam)
 def symbols():
     return api.get_symbols(app.current_request, use_cases().list_symbols)
+
+
+@app.route("/openapi.json", methods=["GET"], authorizer=iam)
+def openapi():
+    return api.get_openapi(app.current_request, settings.api_base_url)
 
 
 @app.route("/chart", methods=["GET"], authorizer=iam)

@@ -169,10 +169,12 @@ class LeaseStore(Protocol):
 class BarStore(Protocol):
     def query_bars(
         self, symbol: str, interval: str, first_start: int, last_start: int,
-        limit: int | None = None, after: int | None = None,
+        limit: int | None = None, after: int | None = None, descending: bool = False,
     ) -> tuple[list[tuple[Bar, int]], int | None]:
-        """Bars (with revision) starting in [first_start, last_start] (after ``after``), oldest first, at most
-        ``limit``, and the start of the last one returned when more follow. Strongly consistent."""
+        """Bars (with revision) starting in [first_start, last_start], oldest first (newest first when
+        ``descending``), after ``after`` in that order (starting later, or earlier when descending), at most
+        ``limit``, and the start of the last one returned when more follow. Strongly consistent; reads no more
+        than ``limit`` + 1 bars."""
         ...
 
     def get_bars(self, symbol: str, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], tuple[Bar, int]]:

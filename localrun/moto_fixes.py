@@ -1,7 +1,9 @@
-"""moto's costs made what they are in AWS, for the local stack and the tests: three of DynamoDB's, one of SQS's.
+"""moto's costs made what they are in AWS, for the local stack and the tests: four of DynamoDB's, one of SQS's.
 
 - Query reads the items of its partition key only. moto's sorts the whole table on every Query, so the local
-  stack slowed down as the table grew (the aggregator's queries took most of its time).
+  stack slowed down as the table grew (the aggregator's queries took most of its time). A Query of the
+  table's own key with no filter or projection goes further (moto_table_query.py): it starts where its range
+  starts and copies nothing, so a page costs what it returns.
 - TransactWriteItems without copying whole tables. moto's own deep-copies every table a transaction names,
   once per item, to roll back on failure: with tens of thousands of items, one transaction of 100 bars took
   seconds and the callers timed out. This one checks every condition first and writes only if all hold (what
@@ -10,6 +12,8 @@
 - An item is sized once when it is built. moto's item dict sizes the whole item again at each attribute it
   sets, so building an item of n attributes cost n² sizings (about 0.1 ms for a bar, on every write); the
   400 KB limit is checked the same, on the whole item.
+- DynamoDB reads answered with one ``json.dumps`` instead of moto's shape walk (moto_json_reads.py): a Query
+  of 5,000 bars took seconds to serialise.
 - SQS sends and receives without counting the queue. moto reads a queue's attribute dict, whose
   ``ApproximateNumberOf*`` entries scan every message, on every message sent (for ContentBasedDeduplication)
   and three times per message received (for MessageRetentionPeriod): with a backlog of thousands of messages the
@@ -24,6 +28,8 @@ import functools
 import json
 import threading
 from typing import Any
+
+from . import moto_json_reads, moto_table_query
 
 
 def fast_transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -179,6 +185,7 @@ def install() -> None:
 
     Item.__init__ = _sized_once_init  # type: ignore[method-assign]
     _install_sqs()
+    moto_json_reads.install()
 
     DynamoDBBackend.transact_write_items = fast_transact_write_items  # type: ignore[method-assign]
     if not getattr(Table.query, "partition_only", False):
@@ -193,6 +200,8 @@ def _partition_query(query: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
         if index_name or not self.range_key_attr or hash_key is None:
             return query(self, hash_key, *args, **kwargs)
+        if moto_table_query.is_simple(self, hash_key, args, kwargs):
+            return moto_table_query.query(self, hash_key, *args, **kwargs)
         partition = self.items.get(hash_key, {})  # get: the items are a defaultdict
         self.all_items = lambda: sorted(partition.values(), key=lambda item: item.range_key)
         try:

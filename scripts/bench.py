@@ -15,7 +15,10 @@ Through the local stack (bench_scenarios.py), each scenario in a stack of its ow
               bucket with S3 PutObject; also the time to "processed" (GET /ingestions/{id});
     breadth   --breadth-ticks ticks (default --ticks) over --breadth-symbols symbols and one hour, via REST;
     post      one JSON body of --post-ticks ticks posted to a stack with the fast path and to one without
-              (FAST_PATH=false): the time POST /ingest takes to answer.
+              (FAST_PATH=false): the time POST /ingest takes to answer;
+    bars      --bars minute bars of one symbol (and the coarser levels) written straight to the table, then
+              GET /bars timed for pages of 5,000 and 10,000 1m bars, 5,000 30m bars and local days
+              (bench_bars.py); what it writes is deleted at the end.
 Each prints the time from the last request (or the end of the upload) to "bars ready", the AWS requests per
 1,000 ticks by service and operation (moto's recorder, see bench_recording.py) with the estimated DynamoDB
 write units, and whether the bars equal the reference computed here from the ticks (bench_data.py); rest,
@@ -74,7 +77,7 @@ from chalicelib.schemas import (  # noqa: E402
     encode_tick_messages,
 )
 
-STACK_SCENARIOS = ("rest", "live", "backfill", "breadth", "post")
+STACK_SCENARIOS = ("rest", "live", "backfill", "breadth", "post", "bars")
 SCENARIO_NAMES = ("inprocess", *STACK_SCENARIOS)
 
 
@@ -269,6 +272,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     posting = parser.add_argument_group("post")
     posting.add_argument("--post-ticks", type=int, default=100_000, help="ticks in the one JSON body" + d)
     posting.add_argument("--post-repeats", type=int, default=3, help="POSTs of it per stack" + d)
+    reads = parser.add_argument_group("bars")
+    reads.add_argument("--bars", type=int, default=10_000, help="minute bars written, one every 15 minutes" + d)
+    reads.add_argument("--bars-repeats", type=int, default=5, help="times each GET /bars is timed" + d)
     wide = parser.add_argument_group("breadth")
     wide.add_argument("--breadth-ticks", type=int, default=None, help="ticks (default: --ticks)")
     wide.add_argument("--breadth-symbols", type=int, default=100, help="symbols" + d)

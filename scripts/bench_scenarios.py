@@ -42,6 +42,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import bench_bars
 from bench_data import (
     MINUTE_MS,
     Ohlcv,
@@ -773,7 +774,7 @@ def post(args: argparse.Namespace) -> Result:
 
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], Result]] = {
-    "rest": rest, "live": live, "backfill": backfill, "breadth": breadth, "post": post,
+    "rest": rest, "live": live, "backfill": backfill, "breadth": breadth, "post": post, "bars": bench_bars.bars,
 }
 
 

@@ -224,12 +224,16 @@ class MemoryStateStore:
     # -- bars ------------------------------------------------------------------------------
     def query_bars(
         self, symbol: str, interval: str, first_start: int, last_start: int,
-        limit: int | None = None, after: int | None = None,
+        limit: int | None = None, after: int | None = None, descending: bool = False,
     ) -> tuple[list[tuple[Bar, int]], int | None]:
-        lo = max(first_start, after + 1) if after is not None else first_start
+        lo, hi = first_start, last_start
+        if after is not None:
+            lo, hi = (lo, min(hi, after - 1)) if descending else (max(lo, after + 1), hi)
         starts = sorted(
-            start for (s, iv, start) in self.bars if s == symbol and iv == interval and lo <= start <= last_start
-        )
+            (start for (s, iv, start) in self.bars if s == symbol and iv == interval and lo <= start <= hi),
+            reverse=descending)
+        if limit is not None and limit < 1:
+            return [], None
         out = [(self.bars[(symbol, interval, s)][0], self.bars[(symbol, interval, s)][1]) for s in starts]
         if limit is not None and len(out) > limit:
             return out[:limit], out[limit - 1][0].start_ns

@@ -14,7 +14,7 @@ from .text import parse_whole_number, show
 from .ticks import FieldError, parse_symbol
 from .timefmt import END_OF_TIME_NS, TimestampError, format_ns, parse_timestamp
 
-MAX_BAR_LIMIT = 5000
+MAX_BAR_LIMIT = 10_000
 DEFAULT_BAR_LIMIT = 1000
 DEFAULT_INTERVAL = "1m"
 

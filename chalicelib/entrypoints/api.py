@@ -1,24 +1,26 @@
 """REST entry points: Chalice request -> typed query -> one use case -> JSON response (or, for GET /chart, the
 chart page).
 
-The one place where errors become HTTP statuses (``ERRORS``), where the ``next`` cursor is encoded, and
-where bars become JSON.
+The one place where errors become HTTP statuses (``ERRORS``) and where bars become JSON (the query string
+and the ``next`` cursor: bar_params.py).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from chalice.app import Request, Response
 
+from .. import rest_models
 from ..adapters.failures import is_unreachable
+from ..domain.bar_requests import BarsPage, BarsQuery
 from ..domain.bars import Bar
+from ..domain.decimals import decimal_text
 from ..domain.errors import (
     FileRejected,
     IdempotencyConflict,
@@ -31,23 +33,18 @@ from ..domain.errors import (
     TransientError,
     UnsupportedFormat,
 )
-from ..domain.queries import (
-    DEFAULT_BAR_LIMIT,
-    MAX_BAR_LIMIT,
-    BarQuery,
-    parse_count,
-    parse_interval,
-    parse_query_symbol,
-    parse_time_range,
-)
-from ..domain.text import ascii_digits
+from ..domain.intervals import LocalDays
+from ..domain.queries import parse_interval, parse_query_symbol
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..settings import get_settings
 from ..usecases.ingest_body import IngestBody
 from ..usecases.listing import ListIngestions
-from ..usecases.queries import BarPage, IngestionStatus, ListSymbols, ReadBars
+from ..usecases.queries import IngestionStatus, ListSymbols, ReadBars
+from .bar_params import bars_query, decode_cursor, encode_cursor, next_url, single_values
 from .events import flushes_metrics
+
+__all__ = ["bar_json", "bar_query", "decode_cursor", "encode_cursor", "get_bars", "page_json", "read_bars"]
 from .listing import list_ingestions
 
 # Error class -> (HTTP status, error code), most specific first; anything else is a 500.
@@ -95,6 +92,12 @@ def unreachable_message(exc: Exception) -> str:
     return f"AWS cannot be reached: {exc}{hint}"
 
 
+def answer(model: type, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as the response model says (rest_models.py): a field the model does not have, or a value of
+    another type, is a bug here, never a silent difference from the published OpenAPI document."""
+    return msgspec.to_builtins(msgspec.convert(body, model))
+
+
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(body=json.dumps(body, separators=(",", ":")), status_code=status,
                     headers={"Content-Type": "application/json", **(headers or {})})
@@ -115,65 +118,67 @@ def _answered(request: Request, call: Callable[[], Response]) -> Response:
             logger.exception("unexpected error", extra={"request_id": _request_id(request)})
         elif status >= 500:
             logger.warning("request failed", extra={"error": str(exc), "request_id": _request_id(request)})
-        return json_response(status, {**body, "request_id": _request_id(request)})
+        return json_response(status, answer(rest_models.Error, {**body, "request_id": _request_id(request)}))
 
 
 def _guarded(request: Request, call: Callable[[], tuple[int, dict[str, Any]]]) -> Response:
     return _answered(request, lambda: json_response(*call()))
 
 
-# ------------------------------------------------------------------------------------------ cursor and JSON
-def encode_cursor(after: int) -> str:
-    return base64.urlsafe_b64encode(str(after).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The bar start a ``next`` cursor carries; InvalidQuery if it is not one this API made."""
-    text = ""
-    if 0 < len(cursor) <= 32 and cursor.isascii():
-        try:
-            text = base64.urlsafe_b64decode(cursor.encode() + b"==").decode("ascii")
-        except (ValueError, binascii.Error):
-            text = ""
-    if not ascii_digits(text) or len(text) > 19:
-        raise InvalidQuery('next is not a cursor this API returned; pass back the "next" of a response')
-    return int(text)
-
-
+# ------------------------------------------------------------------------------------------ bars as JSON
 def _decimal(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
+    return None if value is None else decimal_text(value)
 
 
-def bar_json(bar: Bar, revision: int) -> dict[str, Any]:
-    return {
+def bar_json(bar: Bar, revision: int, local_date: str | None = None) -> dict[str, Any]:
+    """A bar as GET /bars prints it; ``local_date``: the local date a bar of a tz query begins on."""
+    out = {
         "start": format_ns(bar.start_ns),
         "open": _decimal(bar.open), "high": _decimal(bar.high), "low": _decimal(bar.low),
         "close": _decimal(bar.close), "volume": _decimal(bar.volume), "vwap": _decimal(bar.vwap),
         "trades": bar.trades, "first_tick": format_ns(bar.first_ns), "last_tick": format_ns(bar.last_ns),
         "revision": revision,
     }
+    if local_date is not None:
+        out["date"] = local_date
+    return out
 
 
-def bar_query(params: Mapping[str, str]) -> BarQuery:
+def bar_query(params: Mapping[str, Any]) -> BarsQuery:
     """GET /bars's query string as a query; InvalidQuery naming the parameter that is wrong."""
-    symbol = parse_query_symbol("symbol", params.get("symbol"))
-    interval = parse_interval(params.get("interval"))
-    start, end = parse_time_range(params.get("start"), params.get("end"))
-    limit = parse_count("limit", params.get("limit"), DEFAULT_BAR_LIMIT, MAX_BAR_LIMIT)
-    cursor = params.get("next")
-    return BarQuery(symbol, interval, start, end, limit, decode_cursor(cursor) if cursor else None)
+    return bars_query(single_values(params))
 
 
-def page_json(query: BarQuery, page: BarPage) -> dict[str, Any]:
-    return {"symbol": query.symbol, "interval": query.interval,
-            "bars": [bar_json(bar, rev) for bar, rev in page.bars],
-            "next": None if page.next_after is None else encode_cursor(page.next_after)}
+def page_json(query: BarsQuery, page: BarsPage, values: Mapping[str, str] | None = None,
+              base: str = "") -> dict[str, Any]:
+    """The answer to one symbol (``symbol=``: its bars as a list) or several (``symbols=``: bars by symbol, in
+    the order asked); ``next`` and ``next_url`` (from ``base`` and the parameters given) are null at the end."""
+    dates = query.windows if query.zone is not None else None
+
+    def rows(symbol: str) -> list[dict[str, Any]]:
+        return [bar_json(bar, rev, dates.local_date(bar.start_ns) if isinstance(dates, LocalDays) else None)
+                for bar, rev in page.bars.get(symbol, [])]
+
+    cursor = None if page.position is None else encode_cursor(query, page.position)
+    values = values if values is not None else {}
+    out: dict[str, Any]
+    if values.get("symbols") is None and len(query.symbols) == 1:
+        out = {"symbol": query.symbols[0], "interval": query.interval.text}
+    else:
+        out = {"symbols": list(query.symbols), "interval": query.interval.text}
+    if query.zone_name is not None:
+        out["tz"] = query.zone_name
+    out["bars"] = rows(query.symbols[0]) if "symbol" in out else {s: rows(s) for s in query.symbols}
+    out["next"] = cursor
+    out["next_url"] = None if cursor is None else next_url(base, values, cursor)
+    return out
 
 
-def read_bars(params: Mapping[str, str], read: ReadBars) -> dict[str, Any]:
-    """GET /bars's answer to a query string."""
-    query = bar_query(params)
-    return page_json(query, read(query))
+def read_bars(params: Mapping[str, Any], read: ReadBars, base: str = "") -> dict[str, Any]:
+    """GET /bars's answer to a query string; ``base``: where the API is, for ``next_url``."""
+    values = single_values(params)
+    query = bars_query(values)
+    return page_json(query, read.page(query), values, base)
 
 
 # ------------------------------------------------------------------------------------------ routes
@@ -201,7 +206,7 @@ def post_ingest(request: Request, ingest: IngestBody, configured_base_url: str) 
         result = ingest(raw if isinstance(raw, bytes) else raw.encode(), headers.get("content-type"),
                         headers.get("idempotency-key"), single_valued(request.query_params))
         result["status_url"] = base_url(request, configured_base_url) + result.pop("status_path")
-        return 202, result
+        return 202, answer(rest_models.IngestAccepted, result)
 
     return _guarded(request, call)
 
@@ -217,17 +222,21 @@ def single_valued(params: Mapping[str, str] | None) -> dict[str, str]:
     return dict(params)
 
 
-def get_bars(request: Request, read: ReadBars) -> Response:
-    return _guarded(request, lambda: (200, read_bars(request.query_params or {}, read)))
+def get_bars(request: Request, read: ReadBars, configured_base_url: str = "") -> Response:
+    def call() -> tuple[int, dict[str, Any]]:
+        page = read_bars(request.query_params or {}, read, base_url(request, configured_base_url))
+        return 200, answer(rest_models.BarPage if "symbol" in page else rest_models.SymbolsBarPage, page)
+
+    return _guarded(request, call)
 
 
 def get_ingestion(request: Request, status: IngestionStatus, ingestion_id: str) -> Response:
-    return _guarded(request, lambda: (200, status(ingestion_id)))
+    return _guarded(request, lambda: (200, answer(rest_models.Ingestion, status(ingestion_id))))
 
 
 def get_symbols(request: Request, symbols: ListSymbols) -> Response:
-    return _guarded(request, lambda: (200, {"symbols": [{"symbol": s, "latest_bar": format_ns(ns)}
-                                                        for s, ns in symbols()]}))
+    return _guarded(request, lambda: (200, answer(rest_models.SymbolList, {
+        "symbols": [{"symbol": s, "latest_bar": format_ns(ns)} for s, ns in symbols()]})))
 
 
 def chart_view(params: Mapping[str, str]) -> tuple[str | None, str]:
@@ -254,5 +263,11 @@ def get_chart(request: Request) -> Response:
 
 
 def get_ingestions(request: Request, listing: ListIngestions, configured_base_url: str) -> Response:
-    return _guarded(request, lambda: (200, list_ingestions(single_valued(request.query_params), listing,
-                                                           base_url(request, configured_base_url))))
+    return _guarded(request, lambda: (200, answer(rest_models.IngestionList, list_ingestions(
+        single_valued(request.query_params), listing, base_url(request, configured_base_url)))))
+
+
+def get_openapi(request: Request, configured_base_url: str) -> Response:
+    from ..openapi import document  # built for its own route
+
+    return _guarded(request, lambda: (200, document(base_url(request, configured_base_url))))

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ..domain.bar_requests import BarsPage, BarsQuery
 from ..domain.bars import Bar
 from ..domain.errors import NotFound
 from ..domain.ingestion import IN_PROGRESS, INGESTION_ID_RE, ChunkRecord, ChunkResult, Source, Status, view
@@ -13,6 +14,7 @@ from ..domain.queries import BarQuery
 from ..domain.text import show
 from ..ports import BarStore, DirtyWindowStore, IngestionStore, SymbolStore
 from ..settings import Settings
+from .bar_pages import BarPages
 from .common import Clock
 from .sources import Sources
 
@@ -30,11 +32,16 @@ class BarPage:
 class ReadBars:
     def __init__(self, bars: BarStore) -> None:
         self._bars = bars
+        self._pages = BarPages(bars)
 
     def __call__(self, query: BarQuery) -> BarPage:
         rows, next_after = self._bars.query_bars(query.symbol, query.interval, query.start_ns, query.end_ns - 1,
                                                  query.limit, query.after)
         return BarPage(rows, next_after)
+
+    def page(self, query: BarsQuery) -> BarsPage:
+        """A page of GET /bars: any interval, one or more symbols, either direction (see bar_pages.py)."""
+        return self._pages(query)
 
 
 class IngestionStatus:

@@ -334,6 +334,21 @@ def test_bars_round_trip_with_revisions_and_pages(store: Any) -> None:
     assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, MINUTE_NS)[0]] == [MINUTE_NS]
 
 
+def test_bars_are_read_newest_first_in_pages_too(store: Any) -> None:
+    seed_bars(store, [(bar("ETH/USDT", m), 1 + m) for m in range(7)])
+    page, cursor = store.query_bars("ETH/USDT", "1m", MINUTE_NS, 10 * MINUTE_NS, limit=4, descending=True)
+    assert [(b.start_ns // MINUTE_NS, rev) for b, rev in page] == [(6, 7), (5, 6), (4, 5), (3, 4)]
+    assert cursor == 3 * MINUTE_NS
+    rest, end = store.query_bars("ETH/USDT", "1m", MINUTE_NS, 10 * MINUTE_NS, limit=4, after=cursor, descending=True)
+    assert [b.start_ns // MINUTE_NS for b, _ in rest] == [2, 1] and end is None  # minute 0 is before the range
+    exact, none_left = store.query_bars("ETH/USDT", "1m", 0, 6 * MINUTE_NS, limit=7, descending=True)
+    assert [b.start_ns // MINUTE_NS for b, _ in exact] == [6, 5, 4, 3, 2, 1, 0] and none_left is None
+    assert store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, descending=True, after=0) == ([], None)
+    one, more = store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=1, descending=True)
+    assert [b.start_ns for b, _ in one] == [6 * MINUTE_NS] and more == 6 * MINUTE_NS
+    assert store.query_bars("ETH/USDT", "1m", 0, 10 * MINUTE_NS, limit=1, after=6 * MINUTE_NS) == ([], None)
+
+
 def test_bars_are_read_by_key_across_intervals(store: Any) -> None:
     seed_bars(store, [(bar("A", 0), 1), (bar("A", 5), 3), (bar("A", 0, interval="5m"), 2), (bar("B", 0), 1)])
     got = store.get_bars("A", [("1m", 0), ("1m", MINUTE_NS), ("1m", 5 * MINUTE_NS), ("5m", 0), ("1h", 0)])

@@ -118,7 +118,7 @@ def test_idempotency_key_replays_the_first_response(stack: dict[str, Any]) -> No
 
 
 def test_read_routes_answer_bad_queries_with_400_and_unknown_ids_with_404(stack: dict[str, Any]) -> None:
-    assert get(stack, "/bars?symbol=AAPL&interval=2m")[0] == 400
+    assert get(stack, "/bars?symbol=AAPL&interval=7m")[0] == 400
     assert get(stack, "/bars?interval=1m")[0] == 400
     assert get(stack, "/bars?symbol=AAPL&start=yesterday")[0] == 400
     assert get(stack, "/bars?symbol=AAPL&next=%%%")[0] == 400

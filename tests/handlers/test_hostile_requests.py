@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +24,11 @@ TICKS = [{"symbol": "HOST", "price": 100 + i, "volume": 1, "timestamp": f"2024-0
 
 def cursor(value: str) -> str:
     return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def position_cursor(index: int, start_ns: int) -> str:
+    """A cursor of the API's layout (version, symbol index, bar start, tag) whose tag belongs to no query."""
+    return base64.urlsafe_b64encode(struct.pack(">BBq8s", 1, index, start_ns, b"\0" * 8)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +51,9 @@ def with_bars() -> Iterator[dict[str, Any]]:
     ("limit=%EF%BC%95", "limit", "digits 0-9"),  # full-width 5
     ("limit=%C2%B2", "limit", "digits 0-9"),  # superscript 2
     ("limit=-1", "limit", "digits 0-9"),
-    ("limit=0", "limit", "between 1 and 5000"),
-    ("limit=5001", "limit", "between 1 and 5000"),
-    ("limit=99999999999999999999999", "limit", "between 1 and 5000"),
+    ("limit=0", "limit", "between 1 and 10000"),
+    ("limit=10001", "limit", "between 1 and 10000"),
+    ("limit=99999999999999999999999", "limit", "between 1 and 10000"),
     ("start=0001-01-01&end=1969-01-01", "start", "must be between 1970-01-01T00:00:00Z"),
     ("end=1969-01-01", "end", "must be between 1970"),
     ("start=2263-01-01", "start", "2262-04-11T23:47:16.854775807Z"),
@@ -61,8 +67,10 @@ def with_bars() -> Iterator[dict[str, Any]]:
     ("next=" + cursor("\u0661\u0662"), "next", "not a cursor this API returned"),
     ("next=" + cursor("9" * 30), "next", "not a cursor this API returned"),
     ("next=%%%", "next", "not a cursor this API returned"),
-    ("next=" + cursor(str(2**63)), "next", "points outside [start, end)"),
-    ("start=2024-07-01T10:01:00Z&next=" + cursor(str(10**15)), "next", "points outside [start, end)"),
+    ("end=2030-01-01&next=" + position_cursor(0, END_OF_TIME_NS - 1), "next", "points outside [start, end)"),
+    ("start=2024-07-01T10:01:00Z&next=" + position_cursor(0, 10**15), "next", "points outside [start, end)"),
+    ("next=" + position_cursor(0, 10**18), "next", "not a cursor of this query"),  # a tag of no query
+    ("next=" + position_cursor(3, 10**18), "next", "not a cursor of this query"),  # no fourth symbol
     ("symbol=A%C2%A0B", "symbol", "must be 1-32 letters"),
 ])
 def test_bad_bar_queries_get_a_400_naming_the_parameter(

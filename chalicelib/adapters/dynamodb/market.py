@@ -185,20 +185,25 @@ class MarketRecords:
     # -- bars ------------------------------------------------------------------------------
     def query_bars(
         self, symbol: str, interval: str, first_start: int, last_start: int,
-        limit: int | None = None, after: int | None = None,
+        limit: int | None = None, after: int | None = None, descending: bool = False,
     ) -> tuple[list[tuple[Bar, int]], int | None]:
-        lo = max(first_start, after + 1) if after is not None else first_start
+        lo, hi = first_start, last_start
+        if after is not None:
+            lo, hi = (lo, min(hi, after - 1)) if descending else (max(lo, after + 1), hi)
         out: list[tuple[Bar, int]] = []
-        keys = time_range(lo, last_start)
-        if keys is None:
+        keys = time_range(lo, hi)
+        if keys is None or (limit is not None and limit < 1):
             return out, None
         for item in self._table.query(
             KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
             ExpressionAttributeValues={":pk": {"S": f"B#{symbol}#{interval}"}, ":lo": {"S": keys[0]},
                                        ":hi": {"S": keys[1]}},
+            ScanIndexForward=not descending,
             # The aggregator reads back bars it has just written (5m from the fresh 1m...): an eventually
             # consistent read could miss them, and the window would then be cleared with a stale bar.
             ConsistentRead=True,
+            # One more than asked tells whether more follow, and no page reads past it.
+            max_items=None if limit is None else limit + 1,
         ):
             start = int(item["sk"]["S"])
             out.append((_bar_from_item(item, symbol, interval, start), int(item.get("rev", {"N": "1"})["N"])))
