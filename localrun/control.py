@@ -149,7 +149,7 @@ class LocalStack:
         cmd = [aws_executable(), "s3", "cp", str(local_path), f"s3://{self.bucket}/{key}",
                "--endpoint-url", self.endpoint_url, "--only-show-errors", *extra_args]
         if metadata:
-            cmd += ["--metadata", ",".join(f"{k}={v}" for k, v in metadata.items())]
+            cmd += ["--metadata", json.dumps(metadata)]  # the JSON form: values may hold commas
         done = subprocess.run(cmd, env=child_environment(), capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"aws s3 cp failed ({done.returncode}): {done.stderr}"
         return done
