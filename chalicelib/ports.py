@@ -79,6 +79,11 @@ class IngestionStore(Protocol):
         ...
 
     def put_chunk_result(self, ingestion_id: str, result: ChunkResult) -> None: ...
+    def put_chunk_results(self, results: Sequence[tuple[str, ChunkResult]]) -> None:
+        """Several chunks' results, of one ingestion or several, in as few requests as the store allows (the same
+        chunk twice: the last one stands)."""
+        ...
+
     def record_chunk_failure(self, ingestion_id: str, failure: ChunkFailure) -> bool:
         """Store a chunk's failure unless the chunk was processed; returns whether it was stored."""
         ...
@@ -110,6 +115,11 @@ class IdempotencyStore(Protocol):
 
 class PartialStore(Protocol):
     def put_partials(self, source: str, partials: Iterable[Bar]) -> int: ...
+    def put_partials_of(self, sources: Sequence[tuple[str, Iterable[Bar]]]) -> int:
+        """``put_partials`` of several sources in as few requests as the store allows (a source given twice: the
+        last one stands); returns the partials stored."""
+        ...
+
     def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
         """Partials of ``symbol`` in the minutes [first, last], each with its source id."""
         ...

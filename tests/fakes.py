@@ -90,6 +90,10 @@ class MemoryStateStore:
     def put_chunk_result(self, ingestion_id: str, result: ChunkResult) -> None:
         self.chunk_results.setdefault(ingestion_id, {})[result.chunk] = _copy(result.to_doc())
 
+    def put_chunk_results(self, results: Sequence[tuple[str, ChunkResult]]) -> None:
+        for ingestion_id, result in results:
+            self.put_chunk_result(ingestion_id, result)
+
     def record_chunk_failure(self, ingestion_id: str, failure: ChunkFailure) -> bool:
         existing = self.chunk_results.get(ingestion_id, {}).get(failure.chunk)
         if existing is not None and "state" not in existing:
@@ -149,6 +153,14 @@ class MemoryStateStore:
             self.partials[(bar.symbol, bar.start_ns, source)] = bar
             count += 1
         return count
+
+    def put_partials_of(self, sources: Sequence[tuple[str, Iterable[Bar]]]) -> int:
+        stored: set[tuple[str, int, str]] = set()
+        for source, partials in sources:
+            bars = list(partials)
+            self.put_partials(source, bars)
+            stored.update((bar.symbol, bar.start_ns, source) for bar in bars)
+        return len(stored)
 
     def query_partials(self, symbol: str, first_minute: int, last_minute: int) -> list[tuple[str, Bar]]:
         keys = sorted(k for k in self.partials if k[0] == symbol and first_minute <= k[1] <= last_minute)

@@ -13,9 +13,9 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ..domain.bars import partials_from_ticks
+from ..domain.bars import Bar, partials_from_ticks
 from ..domain.errors import TransientError
 from ..domain.ingestion import MAX_ID_CHARS, ChunkFailure, ChunkResult, source_id
 from ..observability import logger
@@ -37,7 +37,6 @@ MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling
 
 # An SQS message as the trigger hands it over: (message id, body) or (message id, body, receive count).
 Delivered = tuple[str, str] | tuple[str, str, int]
-Windows = dict[tuple[str, int], int]  # (symbol, minute) -> ticks
 
 
 @dataclass
@@ -62,6 +61,18 @@ def _message_ids(body: str) -> tuple[str, int] | None:
     return None
 
 
+@dataclass
+class _Chunk:
+    """One message of the batch, once read: its partials and the result to store for its chunk."""
+
+    message_id: str
+    body: str
+    attempt: int
+    message: QueueMessage
+    partials: dict[tuple[str, int], Bar] = field(default_factory=dict)
+    result: ChunkResult = field(default_factory=lambda: ChunkResult(0, 0, 0, 0, {}, ()))
+
+
 class ProcessBatch:
     def __init__(self, ingestions: IngestionStore, partials: PartialStore, dirty: DirtyWindowStore,
                  objects: ObjectStore, events: EventPublisher, settings: Settings,
@@ -83,29 +94,40 @@ class ProcessBatch:
         self._read = ChunkReader(objects, settings)
 
     def __call__(self, messages: Sequence[Delivered]) -> BatchOutcome:
-        """Process SQS messages; failures are isolated per message and reported by id."""
+        """Process SQS messages; failures are isolated per message and reported by id.
+
+        Each message is read and turned into partials on its own; then what the batch's messages produced is
+        stored together (all partials, then all dirty marks, then all chunk results: a few requests for the
+        whole batch instead of three per message). If that fails, each message is stored on its own, with its
+        own retries and verdict, as if it had come alone.
+        """
         outcome = BatchOutcome()
-        changes: dict[str, list[int]] = {}
-        ingestions: set[str] = set()
+        read: list[_Chunk] = []
         for item in messages:
             message_id, body = item[0], item[1]
             attempt = item[2] if len(item) > 2 else 1  # type: ignore[misc]
             with logger.append_context_keys(message_id=message_id):
-                windows = self._one(message_id, body, attempt, outcome)
-            if windows is None:
-                continue
-            ingestion_id, counted = windows
-            ingestions.add(ingestion_id)
-            for (symbol, minute), count in counted.items():
+                chunk = self._one(message_id, body, attempt, outcome)
+            if chunk is not None:
+                read.append(chunk)
+        changes: dict[str, list[int]] = {}
+        ingestions: set[str] = set()
+        for chunk in self._store_all(read, outcome):
+            outcome.ticks += chunk.result.accepted
+            outcome.rejected += chunk.result.rejected
+            outcome.windows += len(chunk.partials)
+            ingestions.add(chunk.message.ingestion_id)
+            for (symbol, minute), bar in chunk.partials.items():
                 entry = changes.setdefault(symbol, [minute, minute, 0])
-                entry[0], entry[1], entry[2] = min(entry[0], minute), max(entry[1], minute), entry[2] + count
+                entry[0], entry[1], entry[2] = min(entry[0], minute), max(entry[1], minute), entry[2] + bar.trades
         self._metric("TicksProcessed", outcome.ticks)
         self._metric("TicksRejected", outcome.rejected)
         if changes:
             self._publish(changes, ingestions)
         return outcome
 
-    def _one(self, message_id: str, body: str, attempt: int, outcome: BatchOutcome) -> tuple[str, Windows] | None:
+    def _one(self, message_id: str, body: str, attempt: int, outcome: BatchOutcome) -> _Chunk | None:
+        """The message read into its partials, or None (it was set aside or failed back to the queue)."""
         try:
             message = decode_message(body)
         except ValueError as exc:  # msgspec's DecodeError and ValidationError are ValueErrors
@@ -113,54 +135,80 @@ class ProcessBatch:
             self._set_aside(message_id, body, _message_ids(body), "the queue message cannot be read (not a message "
                             "of this pipeline, or from an incompatible version)", outcome)
             return None
+        with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
+            return self._guarded(_Chunk(message_id, body, attempt, message), self._prepare, outcome)
+
+    def _guarded(self, chunk: _Chunk, step: Callable[[_Chunk], None], outcome: BatchOutcome) -> _Chunk | None:
+        """``step(chunk)``, tried again at once after a throttle or timeout (processing is idempotent, and a
+        message failed back to SQS waits a whole visibility timeout before its next delivery); None when it
+        failed for good: set aside if no retry can help, else failed back to SQS for another delivery."""
+        message = chunk.message
         where = (message.ingestion_id, message.chunk)
         try:
-            with logger.append_context_keys(ingestion_id=message.ingestion_id, chunk=message.chunk):
-                windows, accepted, rejected = self._with_retries(message)
+            for attempt in range(1, MESSAGE_ATTEMPTS + 1):
+                try:
+                    step(chunk)
+                    return chunk
+                except Exception as exc:
+                    if attempt == MESSAGE_ATTEMPTS or not self._transient(exc):
+                        raise
+                    logger.info("retrying a throttled message", extra={"error": repr(exc)[:200], "attempt": attempt})
+                    self._sleep(0.05 * 4**attempt)
         except Exception as exc:
             if not self._transient(exc):
                 logger.exception("chunk failed")  # the payload is not logged: only where it came from
-                self._set_aside(message_id, body, where, f"internal error: {describe(exc)}", outcome)
+                self._set_aside(chunk.message_id, chunk.body, where, f"internal error: {describe(exc)}", outcome)
                 return None
             # SQS delivers it again; on the last receive, its redrive policy moves it to the DLQ.
             logger.warning("message failed; it will be retried", extra={"error": repr(exc)[:300]})
-            last = attempt >= self._settings.max_receive_count
-            reason = (f"{describe(exc)}; moved to the dead-letter queue after {attempt} attempts" if last
-                      else f"{describe(exc)}; retrying (attempt {attempt})")
-            self._record_failure(where, reason, attempt, final=last)
-            outcome.failed_message_ids.append(message_id)
+            last = chunk.attempt >= self._settings.max_receive_count
+            reason = (f"{describe(exc)}; moved to the dead-letter queue after {chunk.attempt} attempts" if last
+                      else f"{describe(exc)}; retrying (attempt {chunk.attempt})")
+            self._record_failure(where, reason, chunk.attempt, final=last)
+            outcome.failed_message_ids.append(chunk.message_id)
             self._metric("MessagesFailed", 1)
-            return None
-        outcome.ticks += accepted
-        outcome.rejected += rejected
-        outcome.windows += len(windows)
-        return message.ingestion_id, windows
+        return None
 
-    def _with_retries(self, message: QueueMessage) -> tuple[Windows, int, int]:
-        """Process one message, trying again at once after a throttle or timeout: processing is idempotent,
-        and a message failed back to SQS waits a whole visibility timeout before its next delivery."""
-        for attempt in range(1, MESSAGE_ATTEMPTS):
-            try:
-                return self._process(message)
-            except Exception as exc:
-                if not self._transient(exc):
-                    raise
-                logger.info("retrying a throttled message", extra={"error": repr(exc)[:200], "attempt": attempt})
-                self._sleep(0.05 * 4**attempt)
-        return self._process(message)
-
-    def _process(self, message: QueueMessage) -> tuple[Windows, int, int]:
+    def _prepare(self, chunk: _Chunk) -> None:
+        message = chunk.message
         ticks, parsed = self._read(message)
-        partials = partials_from_ticks(ticks, message.rank)
-        self._partials.put_partials(source_id(message.ingestion_id, message.chunk), partials.values())
-        self._dirty.mark_dirty(partials.keys(), self._new_token())
+        chunk.partials = partials_from_ticks(ticks, message.rank)
         spans: dict[str, tuple[int, int]] = {}
-        for symbol, minute in partials:
+        for symbol, minute in chunk.partials:
             lo, hi = spans.get(symbol, (minute, minute))
             spans[symbol] = (min(lo, minute), max(hi, minute))
-        self._ingestions.put_chunk_result(message.ingestion_id, ChunkResult(
-            message.chunk, len(ticks), parsed.rejected, self._clock(), spans, tuple(parsed.errors)))
-        return {key: bar.trades for key, bar in partials.items()}, len(ticks), parsed.rejected
+        chunk.result = ChunkResult(message.chunk, len(ticks), parsed.rejected, 0, spans, tuple(parsed.errors))
+
+    def _store_all(self, chunks: list[_Chunk], outcome: BatchOutcome) -> list[_Chunk]:
+        """Store the chunks together; the ones stored (on failure, each is tried on its own)."""
+        if len(chunks) > 1:
+            for attempt in range(1, MESSAGE_ATTEMPTS + 1):
+                try:
+                    self._store(chunks)
+                    return chunks
+                except Exception as exc:
+                    if attempt == MESSAGE_ATTEMPTS or not self._transient(exc):
+                        logger.warning("storing the batch together failed; storing its messages one by one",
+                                       extra={"error": repr(exc)[:300]})
+                        break
+                    self._sleep(0.05 * 4**attempt)
+        stored = []
+        for chunk in chunks:
+            with logger.append_context_keys(message_id=chunk.message_id, ingestion_id=chunk.message.ingestion_id,
+                                            chunk=chunk.message.chunk):
+                if self._guarded(chunk, lambda c: self._store([c]), outcome) is not None:
+                    stored.append(chunk)
+        return stored
+
+    def _store(self, chunks: Sequence[_Chunk]) -> None:
+        """Partials first, then the marks that send the aggregator to them, then the results that say the chunks
+        are processed: each step only once the one before it is stored."""
+        self._partials.put_partials_of([(source_id(c.message.ingestion_id, c.message.chunk), c.partials.values())
+                                        for c in chunks])
+        self._dirty.mark_dirty([key for c in chunks for key in c.partials], self._new_token())
+        now = self._clock()
+        self._ingestions.put_chunk_results([(c.message.ingestion_id, replace(c.result, processed_ns=now))
+                                            for c in chunks])
 
     def _set_aside(self, message_id: str, body: str, where: tuple[str, int] | None, reason: str,
                    outcome: BatchOutcome) -> None:

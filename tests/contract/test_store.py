@@ -93,6 +93,24 @@ def test_a_chunk_of_thousands_of_symbols_is_stored_whole(store: Any) -> None:
     assert store.get_ingestion("s3-0a") == (INGESTION, [big, small])
 
 
+def test_chunk_results_of_several_ingestions_stored_together(store: Any) -> None:
+    """A processor batch stores its chunks' results at once; the same chunk twice: the last one stands, and one
+    too big for an item still goes in pages."""
+    other = INGESTION.but(ingestion_id="api-1", source=Source.API)
+    store.put_ingestion(INGESTION)
+    store.put_ingestion(other)
+    first, again = ChunkResult(0, 3, 0, 1, {"A": (0, 0)}), ChunkResult(0, 4, 1, 2, {"A": (0, MINUTE_NS)})
+    windows = {f"OPT{i:06d}C00190000": (i * MINUTE_NS, i * MINUTE_NS + HOUR) for i in range(20_000)}
+    big = ChunkResult(1, 20_000, 0, 3, windows)
+    chunks = [ChunkResult(c, c, 0, 10 + c, {"B": (c * MINUTE_NS, c * MINUTE_NS)}) for c in range(30)]
+    store.put_chunk_results([("s3-0a", first), ("api-1", chunks[5]), ("s3-0a", big), ("s3-0a", again),
+                             *[("api-1", c) for c in chunks]])
+    assert store.get_ingestion("s3-0a") == (INGESTION, [again, big])
+    assert store.get_ingestion("api-1") == (other, chunks)
+    store.put_chunk_results([])
+    assert store.get_ingestion("s3-0a") == (INGESTION, [again, big])
+
+
 def test_an_object_key_remembers_every_ingestion_of_it(store: Any) -> None:
     assert store.add_object_ingestion("b", "k", "s3-1") == {"s3-1"}
     assert store.add_object_ingestion("b", "k", "s3-2") == {"s3-1", "s3-2"}
@@ -199,6 +217,20 @@ def test_an_expired_key_can_be_claimed_again(store: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------------ partials
+def test_partials_of_several_sources_stored_together(store: Any) -> None:
+    """A processor batch stores every message's partials at once (more than one request's worth here); a source
+    given twice (a message delivered twice in one batch) is stored once, the last one standing."""
+    sources = [(f"api-{i}#000000", [bar("A", m, f"{10 + i}") for m in range(3)]) for i in range(12)]
+    twice = ("api-3#000000", [bar("A", m, "99") for m in range(3)])
+    assert store.put_partials_of([*sources, twice, ("api-20#000000", [])]) == 36
+    got = store.query_partials("A", 0, 2 * MINUTE_NS)
+    assert len(got) == 36
+    closes = {(source, b.start_ns): b.close for source, b in got}
+    assert closes[("api-3#000000", MINUTE_NS)] == Decimal("99")
+    assert closes[("api-11#000000", 2 * MINUTE_NS)] == Decimal("21")
+    assert store.put_partials_of([]) == 0
+
+
 def test_a_source_overwrites_its_own_partials_and_ranges_are_inclusive(store: Any) -> None:
     assert store.put_partials("api-1#000000", [bar("A", m) for m in range(30)]) == 30
     store.put_partials("api-2#000000", [bar("A", 3, "11")])

@@ -50,14 +50,19 @@ class MarketRecords:
 
     # -- partial aggregates ----------------------------------------------------------------
     def put_partials(self, source: str, partials: Iterable[Bar]) -> int:
-        requests = [
+        return self.put_partials_of([(source, partials)])
+
+    def put_partials_of(self, sources: Sequence[tuple[str, Iterable[Bar]]]) -> int:
+        # By key, so that a source given twice (one message delivered twice in a batch) is one request item:
+        # BatchWriteItem refuses a batch that names a key twice.
+        items = {(bar.symbol, bar.start_ns, source): bar for source, partials in sources for bar in partials}
+        self._table.batch_write([
             {"PutRequest": {"Item": {
-                "pk": {"S": f"P#{bar.symbol}"}, "sk": {"S": f"{bar.start_ns:020d}#{source}"}, **_bar_attrs(bar)
+                "pk": {"S": f"P#{symbol}"}, "sk": {"S": f"{start:020d}#{source}"}, **_bar_attrs(bar)
             }}}
-            for bar in partials
-        ]
-        self._table.batch_write(requests)
-        return len(requests)
+            for (symbol, start, source), bar in items.items()
+        ])
+        return len(items)
 
     def _partial_items(self, symbol: str, first_minute: int, last_minute: int, **extra: Any) -> Iterable[Any]:
         keys = time_range(first_minute, last_minute)

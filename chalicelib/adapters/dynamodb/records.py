@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...domain.errors import TransientError
@@ -21,6 +21,8 @@ from .layout import TTL_ATTRIBUTE
 from .table import Table
 
 CHUNK_ITEM_BYTES = 300_000  # a chunk result's JSON beyond this goes in pages (DynamoDB items hold 400 KB)
+# Chunk results up to this size are written together (a BatchWriteItem request holds at most 16 MB).
+BATCH_ITEM_BYTES = 50_000
 
 
 def _pages(windows: dict[str, Any], limit: int) -> list[dict[str, Any]]:
@@ -100,14 +102,29 @@ class IngestionRecords(IngestionIndex):
     def put_chunk_result(self, ingestion_id: str, result: ChunkResult) -> None:
         """Store a processed chunk's result. Its windows (one entry per symbol) can outgrow an item (400 KB)
         when a chunk holds thousands of symbols: they then go in pages of their own, written first."""
-        doc = result.to_doc()
-        pk, sk = f"I#{ingestion_id}", f"C#{result.chunk:06d}"
-        if len(json.dumps(doc)) > CHUNK_ITEM_BYTES and doc["windows"]:
-            pages = _pages(doc["windows"], CHUNK_ITEM_BYTES)
-            for number, page in enumerate(pages):
-                self._table.put(_doc_item(pk, f"{sk}#W{number:05d}", page))
-            doc = {**doc, "windows": {}, "window_pages": len(pages)}
-        self._table.put(_doc_item(pk, sk, doc))
+        self.put_chunk_results([(ingestion_id, result)])
+
+    def put_chunk_results(self, results: Sequence[tuple[str, ChunkResult]]) -> None:
+        small: dict[tuple[str, str], dict[str, Any]] = {}  # by key: a batch may not name one twice
+        for ingestion_id, result in results:
+            doc = result.to_doc()
+            pk, sk = f"I#{ingestion_id}", f"C#{result.chunk:06d}"
+            text = json.dumps(doc)
+            if len(text) > CHUNK_ITEM_BYTES and doc["windows"]:
+                pages = _pages(doc["windows"], CHUNK_ITEM_BYTES)
+                for number, page in enumerate(pages):
+                    self._table.put(_doc_item(pk, f"{sk}#W{number:05d}", page))
+                self._table.put(_doc_item(pk, sk, {**doc, "windows": {}, "window_pages": len(pages)}))
+                small.pop((pk, sk), None)
+            elif len(text) > BATCH_ITEM_BYTES:
+                self._table.put(_doc_item(pk, sk, doc))
+                small.pop((pk, sk), None)
+            else:
+                small[(pk, sk)] = _doc_item(pk, sk, doc)
+        if len(small) == 1:
+            self._table.put(next(iter(small.values())))
+        elif small:
+            self._table.batch_write([{"PutRequest": {"Item": item}} for item in small.values()])
 
     def record_chunk_failure(self, ingestion_id: str, failure: ChunkFailure) -> bool:
         # A failure of a later, redundant delivery never replaces the result of a processed chunk.
