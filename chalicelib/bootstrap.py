@@ -108,7 +108,7 @@ class UseCases:
 
         store = self._store
         return Aggregate(store, store, store, store, store, self.sources, self._events, self.settings, self._clock,
-                         self._metric, self._new_token)
+                         self._metric, self._new_token, sleep=self._sleep)
 
     @cached_property
     def read_bars(self) -> ReadBars:

@@ -7,7 +7,7 @@ tests implement these; tests/contract runs one suite of tests against both store
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .domain.bars import INTERVALS, Bar
@@ -158,6 +158,8 @@ class Lease:
 
     symbol: str
     token: str
+    # When the symbol's last round started (epoch ns), as the previous holder left it on release.
+    last_round_ns: int | None = field(default=None, compare=False)
 
 
 class LeaseStore(Protocol):
@@ -171,8 +173,9 @@ class LeaseStore(Protocol):
         """Extend the lease; False when it is no longer this run's."""
         ...
 
-    def release_lease(self, lease: Lease) -> bool:
-        """Give the lease up (if still held); True when another run asked for it meanwhile."""
+    def release_lease(self, lease: Lease, last_round_ns: int | None = None) -> bool:
+        """Give the lease up (if still held); True when another run asked for it meanwhile. ``last_round_ns``
+        (when the holder's last round started) is kept for the next holder (Lease.last_round_ns)."""
         ...
 
 

@@ -64,6 +64,9 @@ class Settings:
     symbols_per_run: int = 100
     symbol_slice_seconds: float = 20.0
     aggregate_seconds: float = 120.0
+    # While ticks keep coming, a symbol's rounds start at least this long apart: the marks of a burst are
+    # worked off in one round instead of one round each (a round rereads the partials of its whole minutes).
+    round_gap_seconds: float = 1.0
     # Bounds for any uploaded object, whatever it holds.
     max_line_bytes: int = 1 << 20  # one CSV/NDJSON line; a longer line is that line's reject
     max_object_bytes: int = 8 << 30  # an object's (inflated) size
@@ -107,6 +110,7 @@ class Settings:
             symbols_per_run=int(env.get("SYMBOLS_PER_RUN", d.symbols_per_run)),
             symbol_slice_seconds=float(env.get("SYMBOL_SLICE_SECONDS", d.symbol_slice_seconds)),
             aggregate_seconds=float(env.get("AGGREGATE_SECONDS", d.aggregate_seconds)),
+            round_gap_seconds=float(env.get("ROUND_GAP_SECONDS", d.round_gap_seconds)),
             max_line_bytes=int(env.get("MAX_LINE_BYTES", d.max_line_bytes)),
             max_object_bytes=int(env.get("MAX_OBJECT_BYTES", d.max_object_bytes)),
             gzip_max_ratio=int(env.get("GZIP_MAX_RATIO", d.gzip_max_ratio)),

@@ -484,6 +484,9 @@ def print_readiness(r: Readiness, ref: Reference, what: str, timeout: float) -> 
         print(f"    bars equal the reference: {r.check.describe(ref)}")
 
 
+SQS_BATCH = 10  # messages per processor invocation, at most (the event source mapping's batch size)
+
+
 @dataclass
 class Floor:
     posts: int
@@ -495,16 +498,20 @@ class Floor:
 
     @property
     def total(self) -> int:
-        return 2 * self.posts + 3 * self.messages + self.partial_writes + math.ceil(
+        return 2 * self.posts + 3 * self.batches + self.partial_writes + math.ceil(
             self.bars / BATCH_WRITE_ITEMS) + len(LEVELS) * self.symbols
+
+    @property
+    def batches(self) -> int:
+        return math.ceil(self.messages / SQS_BATCH)
 
 
 def rest_floor(posts: int, post_windows: list[int], t: Tally, ref: Reference) -> Floor:
     windows = t.message_windows
     if windows and all(w is not None for w in windows):
-        partials = sum(math.ceil(w / BATCH_WRITE_ITEMS) for w in windows if w is not None)
+        partials = math.ceil(sum(w for w in windows if w is not None) / BATCH_WRITE_ITEMS)
         return Floor(posts, len(windows), partials, sum(ref.counts.values()), len(ref.symbols), True)
-    partials = sum(math.ceil(w / BATCH_WRITE_ITEMS) for w in post_windows)
+    partials = math.ceil(sum(post_windows) / BATCH_WRITE_ITEMS)
     return Floor(posts, max(len(windows), posts), partials, sum(ref.counts.values()), len(ref.symbols), False)
 
 
@@ -512,10 +519,10 @@ def print_floor(floor: Floor, t: Tally) -> None:
     bar_writes = math.ceil(floor.bars / BATCH_WRITE_ITEMS)
     queries = len(LEVELS) * floor.symbols
     print("    floor, the fewest requests for this input = 2 per POST (ingestion record, queue send)"
-          " + 3 per queue message (receive, delete, chunk result) + ⌈partials/25⌉ BatchWriteItem per message"
-          " + ⌈bars of 1m,5m,15m,1h,1d / 25⌉ + one query per symbol and interval")
+          f" + 3 per batch of {SQS_BATCH} queue messages (receive, delete, chunk results) + ⌈partials/25⌉"
+          " BatchWriteItem + ⌈bars of 1m,5m,15m,1h,1d / 25⌉ + one query per symbol and interval")
     source = "from the queued messages" if floor.exact_partials else "per POST (queued messages not readable)"
-    print(f"      = 2×{floor.posts:,} + 3×{floor.messages:,} + {floor.partial_writes:,} ({source}) "
+    print(f"      = 2×{floor.posts:,} + 3×⌈{floor.messages:,}/{SQS_BATCH}⌉ + {floor.partial_writes:,} ({source}) "
           f"+ ⌈{floor.bars:,}/25⌉={bar_writes:,} + 5×{floor.symbols}={queries:,} = {floor.total:,}")
     work = t.total("work")
     deliveries = t.total("work", "sqs", "DeleteMessageBatch") + t.total("work", "sqs", "DeleteMessage")

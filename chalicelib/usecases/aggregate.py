@@ -85,6 +85,7 @@ class _Run:
 
     deadline: float
     live: dict[str, bool] = field(default_factory=dict)  # which sources count, per ingestion, for this run
+    last_round: dict[str, int] = field(default_factory=dict)  # symbol -> when its last round started (epoch ns)
     revised: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("windows", "symbols", "bars_written", "bars_revised", "skipped_leased", "leases_lost", "handed_on"), 0))
@@ -95,7 +96,8 @@ class Aggregate:
                  leases: LeaseStore, sources: Sources, events: EventPublisher, settings: Settings,
                  clock: Clock = time.time_ns, metric: Metric = no_metric,
                  new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._dirty = dirty
         self._partials = partials
         self._bars = bars
@@ -108,6 +110,7 @@ class Aggregate:
         self._metric = metric
         self._new_token = new_token
         self._monotonic = monotonic
+        self._sleep = sleep
         self._latest_known: dict[str, int] = {}  # symbol -> latest bar start this process stored
 
     def __call__(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
@@ -155,6 +158,8 @@ class Aggregate:
             if lease is None:
                 run.counts["skipped_leased"] += 1
                 return True
+            if lease.last_round_ns is not None:  # the previous holder's, from whichever run or process
+                run.last_round[symbol] = max(run.last_round.get(symbol, 0), lease.last_round_ns)
             wanted = False
             try:
                 finished = self._work(lease, slice_end, ttl_ns, run)
@@ -163,15 +168,15 @@ class Aggregate:
                 logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
                 return True
             finally:
-                wanted = self._release(lease)
+                wanted = self._release(lease, run.last_round.get(symbol))
             if not finished or (wanted and self._monotonic() >= slice_end):
                 return False
             if not wanted:
                 return True
 
-    def _release(self, lease: Lease) -> bool:
+    def _release(self, lease: Lease, last_round_ns: int | None) -> bool:
         try:
-            return self._leases.release_lease(lease)
+            return self._leases.release_lease(lease, last_round_ns)
         except Exception:  # it expires on its own; until then, runs for this symbol skip it
             logger.exception("could not release a lease", extra={"symbol": lease.symbol})
             return False
@@ -185,6 +190,13 @@ class Aggregate:
             marks = self._dirty.list_dirty([lease.symbol], limit)
             if not marks:
                 return True
+            wait = self._round_wait(lease.symbol, run)
+            if wait > 0:
+                if self._monotonic() + wait >= slice_end:
+                    return False
+                self._sleep(wait)  # the marks still arriving are worked off in this round, not in one each
+                marks = self._dirty.list_dirty([lease.symbol], limit)
+            run.last_round[lease.symbol] = self._clock()
             if not first and not self._leases.renew_lease(lease, self._clock(), ttl_ns):
                 raise LeaseLost(f"the lease on {lease.symbol} expired")
             first = False
@@ -197,6 +209,15 @@ class Aggregate:
                 return True
             if self._monotonic() >= slice_end:
                 return False
+
+    def _round_wait(self, symbol: str, run: _Run) -> float:
+        """Seconds until the symbol's next round may start: ``round_gap_seconds`` after its last one (this run's,
+        or the one the lease's previous holder left), never more than the gap (clocks differ a little)."""
+        started = run.last_round.get(symbol)
+        if started is None:
+            return 0.0
+        gap = self._settings.round_gap_seconds
+        return min(gap, started / NS_PER_S + gap - self._clock() / NS_PER_S)
 
     def _hand_on(self, symbols: list[str], run: _Run) -> None:
         """Start new runs at once for these symbols (if that fails, the schedule picks them up)."""

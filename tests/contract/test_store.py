@@ -334,6 +334,22 @@ def test_asking_for_a_held_lease_tells_the_holder_when_it_releases(store: Any) -
     assert store.release_lease(again) is False  # released already
 
 
+def test_a_lease_carries_the_last_round_to_the_next_holder(store: Any) -> None:
+    first = store.acquire_lease("A", "run-1", 1_000, 100)
+    assert first is not None and first.last_round_ns is None  # never rebuilt
+    store.release_lease(first, 990)
+    second = store.acquire_lease("A", "run-2", 1_010, 100)
+    assert second is not None and second.last_round_ns == 990
+    store.release_lease(second)  # a holder that did no round leaves the time as it was
+    third = store.acquire_lease("A", "run-3", 1_020, 100)
+    assert third is not None and third.last_round_ns == 990
+    assert not store.release_lease(first, 5_000)  # not the holder: changes nothing
+    store.release_lease(third, 1_015)
+    taken_over = store.acquire_lease("A", "run-4", 1_030, 100)
+    assert taken_over is not None and taken_over.last_round_ns == 1_015
+    assert store.acquire_lease("B", "run-4", 1_030, 100).last_round_ns is None  # per symbol
+
+
 def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:
     old = store.acquire_lease("ETH/USDT", "run-1", 0, 10)
     store.write_bars(old, [(bar("ETH/USDT", 0, "1"), 1), (bar("ETH/USDT", 1, "1"), 1)], [], 0)

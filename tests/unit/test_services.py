@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
@@ -778,3 +779,62 @@ def test_messages_in_the_earlier_form_still_in_a_queue_give_the_same_bars() -> N
     earlier.run()
     assert all_bars(earlier) == all_bars(current)
     assert all_bars(current)[("ESU4", "1m")]
+
+
+def test_ticks_arriving_during_a_run_are_worked_off_in_rounds_a_gap_apart() -> None:
+    """Under a steady stream, each round rereads its minutes' partials: a symbol's rounds start at least
+    round_gap_seconds apart, and what arrives meanwhile (here three requests: one during the round, two during
+    the pause) is worked off in one round. The gap holds across runs: the lease carries the last round's time."""
+    from chalicelib.usecases.aggregate import Aggregate
+
+    env = make_env(round_gap_seconds=1.0)
+    rows = [r for r in sample_rows(40) if r["symbol"] == "ESU4"]
+    bursts = [rows[:4]] + [rows[i : i + 6] for i in range(4, len(rows), 6)]
+    now = [time.time()]
+    rounds: list[float] = []
+    arriving = list(bursts[1:])
+
+    def clock() -> int:
+        return int(now[0] * SECOND)
+
+    def post(part: list[dict[str, Any]], during_the_run: bool = True) -> None:
+        env.pipeline.ingest_body(as_json(part), "application/json")
+        assert env.process().failed_message_ids == []
+        if during_the_run:  # its TicksProcessed event starts a run, which finds the lease held and asks again
+            assert env.store.acquire_lease("ESU4", "other-run", clock(), 60 * SECOND) is None
+
+    class Store(MemoryStateStore):
+        def query_partials(self, symbol: str, first: int, last: int) -> list[Any]:
+            rounds.append(now[0])
+            found = super().query_partials(symbol, first, last)
+            now[0] += 0.2  # a round takes a while, and a request comes meanwhile
+            if arriving:
+                post(arriving.pop(0))
+            return found
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        for _ in range(2):  # and more during the pause
+            if arriving:
+                post(arriving.pop(0))
+
+    store = Store()
+    env.store = store
+    env.pipeline = wire(store, env.queue, env.events, env.objects, env.pipeline.settings)
+
+    def new_run() -> Aggregate:
+        return Aggregate(store, store, store, store, store, env.pipeline.sources, env.events,
+                         env.pipeline.settings, clock, sleep=sleep)
+
+    post(bursts[0], during_the_run=False)
+    new_run()(["ESU4"])
+    assert not arriving and store.list_dirty(None, 100) == []
+    assert len(rounds) == 1 + -(-len(bursts[1:]) // 3)  # the first round, then one per three requests
+    # Another run (another invocation, another process) comes at once: it too waits out the gap.
+    env.pipeline.ingest_body(as_json(rows[-1:]), "application/json")
+    assert env.process().failed_message_ids == []
+    new_run()(["ESU4"])
+    gaps = [b - a for a, b in pairwise(rounds)]
+    assert len(gaps) == len(rounds) - 1 >= 3 and min(gaps) >= 1.0 - 1e-6, rounds
+    for interval in INTERVALS:
+        assert values(env.bars("ESU4", interval)) == expected_bars(rows + rows[-1:], "ESU4", interval)

@@ -153,14 +153,15 @@ class MarketRecords:
     # transaction that checks the token, so a run whose lease passed to another cannot write.
     def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
         for _ in range(LEASE_ATTEMPTS):
-            held = self._table.update_or_stored(
+            acquired, held = self._table.update_or_old(
                 Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e REMOVE want",
                 ConditionExpression="attribute_not_exists(tok) OR exp < :now",
                 ExpressionAttributeValues={":t": {"S": token}, ":e": {"N": str(now_ns + ttl_ns)},
                                            ":now": {"N": str(now_ns)}},
             )
-            if held is None:
-                return Lease(symbol, token)
+            if acquired:
+                last = held.get("last", {}).get("N")
+                return Lease(symbol, token, int(last) if last is not None else None)
             # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
             if self._table.update_unless_failed(
                 Key=_lease_key(symbol), UpdateExpression="SET want = :y", ConditionExpression="tok = :h",
@@ -175,11 +176,17 @@ class MarketRecords:
             ExpressionAttributeValues={":t": {"S": lease.token}, ":e": {"N": str(now_ns + ttl_ns)}},
         )
 
-    def release_lease(self, lease: Lease) -> bool:
+    def release_lease(self, lease: Lease, last_round_ns: int | None = None) -> bool:
+        values: dict[str, Any] = {":t": {"S": lease.token}}
+        expression = "REMOVE tok, exp, want"
+        if last_round_ns is not None:
+            expression += " SET #last = :l"
+            values[":l"] = {"N": str(last_round_ns)}
         try:
             old = self._table.update(
-                Key=_lease_key(lease.symbol), UpdateExpression="REMOVE tok, exp, want", ConditionExpression="tok = :t",
-                ExpressionAttributeValues={":t": {"S": lease.token}}, ReturnValues="ALL_OLD",
+                Key=_lease_key(lease.symbol), UpdateExpression=expression, ConditionExpression="tok = :t",
+                ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
+                **({"ExpressionAttributeNames": {"#last": "last"}} if last_round_ns is not None else {}),
             ).get("Attributes", {})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != CONDITION_FAILED:

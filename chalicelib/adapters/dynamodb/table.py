@@ -142,13 +142,20 @@ class Table:
     def update_or_stored(self, **kwargs: Any) -> dict[str, Any] | None:
         """A conditional UpdateItem: None when it was applied; else the stored item (empty if none), returned
         by the same request that lost (ReturnValuesOnConditionCheckFailure)."""
+        applied, item = self.update_or_old(**kwargs)
+        return None if applied else item
+
+    def update_or_old(self, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+        """A conditional UpdateItem: (True, the item as it was before) when it was applied; else (False, the
+        stored item), either way from the one request (empty when there was no item)."""
         try:
-            self.client.update_item(TableName=self.name, ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs)
-            return None
+            response = self.client.update_item(TableName=self.name, ReturnValues="ALL_OLD",
+                                               ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs)
+            return True, dict(response.get("Attributes") or {})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != CONDITION_FAILED:
                 raise
-            return dict(exc.response.get("Item") or {})
+            return False, dict(exc.response.get("Item") or {})
 
     def update_unless_failed(self, **kwargs: Any) -> bool:
         """An UpdateItem with a condition; False when the condition did not hold."""
