@@ -334,6 +334,18 @@ def test_asking_for_a_held_lease_tells_the_holder_when_it_releases(store: Any) -
     assert store.release_lease(again) is False  # released already
 
 
+def test_many_runs_asking_for_a_held_lease_tell_its_holder_once(store: Any) -> None:
+    lease = store.acquire_lease("A", "run-1", 1_000, 100)
+    for n in range(2, 6):
+        assert store.acquire_lease("A", f"run-{n}", 1_000 + n, 100) is None
+    assert store.release_lease(lease) is True
+    again = store.acquire_lease("A", "run-6", 1_010, 100)
+    assert store.acquire_lease("A", "run-7", 1_011, 100) is None  # asks the new holder, not the old one's flag
+    assert store.release_lease(again) is True
+    last = store.acquire_lease("A", "run-8", 1_020, 100)
+    assert last is not None and store.release_lease(last) is False
+
+
 def test_a_lease_carries_the_last_round_to_the_next_holder(store: Any) -> None:
     first = store.acquire_lease("A", "run-1", 1_000, 100)
     assert first is not None and first.last_round_ns is None  # never rebuilt

@@ -163,6 +163,10 @@ class MarketRecords:
                 last = held.get("last", {}).get("N")
                 return Lease(symbol, token, int(last) if last is not None else None)
             # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
+            # Asked already (the refusal returns the item): the holder looks again after it lets go, and this
+            # run's marks, written before it came, are there to be found then.
+            if held.get("want", {}).get("BOOL") and "tok" in held:
+                return None
             if self._table.update_unless_failed(
                 Key=_lease_key(symbol), UpdateExpression="SET want = :y", ConditionExpression="tok = :h",
                 ExpressionAttributeValues={":y": {"BOOL": True}, ":h": held["tok"]},
