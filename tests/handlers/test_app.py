@@ -153,12 +153,12 @@ def test_a_chunk_throttled_on_its_last_receive_shows_as_failed_until_redriven(
     client = stack["client"]
     event = client.events.generate_sqs_event([message["Body"]], queue_name=stack["settings"].queue_name)
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"  # the redrive policy's last receive
-    real_put_partials = MarketRecords.put_partials
+    real_put_partials = MarketRecords.put_partials_of
 
     def throttled(*args: Any, **kwargs: Any) -> Any:
         raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "BatchWriteItem")
 
-    monkeypatch.setattr(MarketRecords, "put_partials", throttled)
+    monkeypatch.setattr(MarketRecords, "put_partials_of", throttled)
     with pytest.raises(Exception, match="1 of 1 message"):  # failed: SQS moves it to the dead-letter queue now
         client.lambda_.invoke("DataProcessor", event)
     status, ingestion = get(stack, f"/ingestions/{posted['ingestion_id']}")
@@ -167,7 +167,7 @@ def test_a_chunk_throttled_on_its_last_receive_shows_as_failed_until_redriven(
     assert "ThrottlingException" in ingestion["errors"][0]["reason"]
     assert "moved to the dead-letter queue after 5 attempts" in ingestion["errors"][0]["reason"]
 
-    monkeypatch.setattr(MarketRecords, "put_partials", real_put_partials)  # the throttling is over
+    monkeypatch.setattr(MarketRecords, "put_partials_of", real_put_partials)  # the throttling is over
     sqs = boto3.client("sqs")
     dlq_url = sqs.get_queue_url(QueueName=stack["settings"].dead_letter_queue_name)["QueueUrl"]
     sqs.send_message(QueueUrl=dlq_url, MessageBody=message["Body"])  # what the redrive policy did
