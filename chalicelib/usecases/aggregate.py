@@ -29,6 +29,7 @@ from ..observability import logger
 from ..ports import (
     GET_BARS_LIMIT,
     BarStore,
+    DirtyWindow,
     DirtyWindowStore,
     EventPublisher,
     Lease,
@@ -88,7 +89,8 @@ class _Run:
     last_round: dict[str, int] = field(default_factory=dict)  # symbol -> when its last round started (epoch ns)
     revised: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("windows", "symbols", "bars_written", "bars_revised", "skipped_leased", "leases_lost", "handed_on"), 0))
+        ("windows", "symbols", "bars_written", "bars_revised", "skipped_clean", "skipped_leased", "leases_lost",
+         "handed_on"), 0))
 
 
 class Aggregate:
@@ -149,6 +151,13 @@ class Aggregate:
         """
         slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
         ttl_ns = self._settings.lease_seconds * NS_PER_S
+        # Marks first: a symbol with none needs no lease (a mark written after this read is followed by an
+        # event of its own, whose run finds it). Marks read here are worked in the first round under the lease:
+        # marks are never changed, so a run that worked them meanwhile only makes that round redo equal bars.
+        marks: list[DirtyWindow] | None = self._dirty.list_dirty([symbol], self._settings.max_windows_per_run)
+        if not marks:
+            run.counts["skipped_clean"] += 1
+            return True
         while True:
             try:
                 lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns)
@@ -162,7 +171,8 @@ class Aggregate:
                 run.last_round[symbol] = max(run.last_round.get(symbol, 0), lease.last_round_ns)
             wanted = False
             try:
-                finished = self._work(lease, slice_end, ttl_ns, run)
+                finished = self._work(lease, slice_end, ttl_ns, run, marks)
+                marks = None
             except LeaseLost:
                 run.counts["leases_lost"] += 1
                 logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
@@ -181,13 +191,16 @@ class Aggregate:
             logger.exception("could not release a lease", extra={"symbol": lease.symbol})
             return False
 
-    def _work(self, lease: Lease, slice_end: float, ttl_ns: int, run: _Run) -> bool:
+    def _work(self, lease: Lease, slice_end: float, ttl_ns: int, run: _Run,
+              listed: list[DirtyWindow] | None = None) -> bool:
         """Rounds of (list marks, rebuild, delete the marks) until none is left; False if the slice ended
-        first. Marks written after the last list made their runs ask for the lease: see _symbol."""
+        first. ``listed``: the marks of the first round, read just before the lease was taken. Marks written
+        after the last list made their runs ask for the lease: see _symbol."""
         limit = self._settings.max_windows_per_run
         first = True
         while True:
-            marks = self._dirty.list_dirty([lease.symbol], limit)
+            marks = self._dirty.list_dirty([lease.symbol], limit) if listed is None else listed
+            listed = None
             if not marks:
                 return True
             wait = self._round_wait(lease.symbol, run)

@@ -286,3 +286,20 @@ def test_the_aggregators_reads_are_consistent_and_its_bar_writes_fenced(
     for _, params in bar_writes:
         fence = params["TransactItems"][0]["ConditionCheck"]
         assert fence["Key"]["pk"]["S"] == "L#XRP/ETH" and fence["ConditionExpression"] == "tok = :t"
+
+
+def test_a_run_for_symbols_without_marks_writes_nothing(
+        provisioned: dict[str, str], settings: Settings, session: boto3.session.Session) -> None:
+    client = session.client("dynamodb")
+    store = DynamoStateStore(client, settings.table_name)
+    ticks = [_tick("XRP/ETH", n, f"{10 + n}", "1") for n in range(5)]
+    pipeline = Pipeline(store, settings)
+    pipeline.ingest_and_process(ticks)
+    pipeline.use_cases.aggregate()
+    calls: list[str] = []
+    client.meta.events.register("before-parameter-build.dynamodb", lambda model, **_: calls.append(model.name))
+    summary = pipeline.use_cases.aggregate(["XRP/ETH", "NEVER/SEEN"])  # as an event naming them would
+    assert summary["skipped_clean"] == 2 and summary["windows"] == 0
+    assert calls and set(calls) == {"Query"}, calls  # one look at each symbol's marks; no lease taken
+    assert len(calls) == 2
+    assert stored(store, ["XRP/ETH"]) == reference(ticks)
