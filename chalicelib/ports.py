@@ -159,7 +159,7 @@ class Lease:
     symbol: str
     token: str
     # When the symbol's last round started (epoch ns), as the previous holder left it on release.
-    last_round_ns: int | None = field(default=None, compare=False)
+    next_round_ns: int | None = field(default=None, compare=False)
 
 
 class LeaseStore(Protocol):
@@ -173,9 +173,9 @@ class LeaseStore(Protocol):
         """Extend the lease; False when it is no longer this run's."""
         ...
 
-    def release_lease(self, lease: Lease, last_round_ns: int | None = None) -> bool:
-        """Give the lease up (if still held); True when another run asked for it meanwhile. ``last_round_ns``
-        (when the holder's last round started) is kept for the next holder (Lease.last_round_ns)."""
+    def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:
+        """Give the lease up (if still held); True when another run asked for it meanwhile. ``next_round_ns``
+        (the earliest the symbol's next round should start) is kept for the next holder (Lease.next_round_ns)."""
         ...
 
 

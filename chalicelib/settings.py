@@ -66,7 +66,10 @@ class Settings:
     aggregate_seconds: float = 120.0
     # While ticks keep coming, a symbol's rounds start at least this long apart: the marks of a burst are
     # worked off in one round instead of one round each (a round rereads the partials of its whole minutes).
+    # A round that took long (a live minute of many small requests) is followed by a longer gap, three times
+    # its length, up to round_gap_max_seconds: rereading never takes more than about a quarter of the time.
     round_gap_seconds: float = 1.0
+    round_gap_max_seconds: float = 5.0
     # Bounds for any uploaded object, whatever it holds.
     max_line_bytes: int = 1 << 20  # one CSV/NDJSON line; a longer line is that line's reject
     max_object_bytes: int = 8 << 30  # an object's (inflated) size
@@ -111,6 +114,7 @@ class Settings:
             symbol_slice_seconds=float(env.get("SYMBOL_SLICE_SECONDS", d.symbol_slice_seconds)),
             aggregate_seconds=float(env.get("AGGREGATE_SECONDS", d.aggregate_seconds)),
             round_gap_seconds=float(env.get("ROUND_GAP_SECONDS", d.round_gap_seconds)),
+            round_gap_max_seconds=float(env.get("ROUND_GAP_MAX_SECONDS", d.round_gap_max_seconds)),
             max_line_bytes=int(env.get("MAX_LINE_BYTES", d.max_line_bytes)),
             max_object_bytes=int(env.get("MAX_OBJECT_BYTES", d.max_object_bytes)),
             gzip_max_ratio=int(env.get("GZIP_MAX_RATIO", d.gzip_max_ratio)),

@@ -72,7 +72,7 @@ class MemoryStateStore:
         self.dirty: dict[tuple[str, int, str], set[int]] = {}
         self.leases: dict[str, tuple[str, int]] = {}  # symbol -> (token, expires ns)
         self.lease_wanted: set[str] = set()  # leased symbols another run asked for
-        self.lease_last_round: dict[str, int] = {}  # symbol -> when its last round started, kept on release
+        self.lease_next_round: dict[str, int] = {}  # symbol -> the earliest its next round starts, kept on release
         self.symbols: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -216,7 +216,7 @@ class MemoryStateStore:
                 return None
             self.leases[symbol] = (token, now_ns + ttl_ns)
             self.lease_wanted.discard(symbol)
-            return Lease(symbol, token, self.lease_last_round.get(symbol))
+            return Lease(symbol, token, self.lease_next_round.get(symbol))
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
         with self._lock:
@@ -225,13 +225,13 @@ class MemoryStateStore:
             self.leases[lease.symbol] = (lease.token, now_ns + ttl_ns)
             return True
 
-    def release_lease(self, lease: Lease, last_round_ns: int | None = None) -> bool:
+    def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:
         with self._lock:
             if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
                 return False
             del self.leases[lease.symbol]
-            if last_round_ns is not None:
-                self.lease_last_round[lease.symbol] = last_round_ns
+            if next_round_ns is not None:
+                self.lease_next_round[lease.symbol] = next_round_ns
             wanted = lease.symbol in self.lease_wanted
             self.lease_wanted.discard(lease.symbol)
             return wanted

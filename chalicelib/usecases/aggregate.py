@@ -54,6 +54,7 @@ MAX_REVISIONS_LISTED = 500
 RANGE_GAP_NS = INTERVALS["1h"]
 LEVELS = ("1m", "5m", "15m", "1h", "1d")
 NS_PER_S = 1_000_000_000
+ROUND_COST_FACTOR = 3  # the gap after a long round, in round lengths
 
 
 def _levels(minutes: list[int]) -> list[tuple[str, str | None, list[int]]]:
@@ -86,7 +87,7 @@ class _Run:
 
     deadline: float
     live: dict[str, bool] = field(default_factory=dict)  # which sources count, per ingestion, for this run
-    last_round: dict[str, int] = field(default_factory=dict)  # symbol -> when its last round started (epoch ns)
+    next_round: dict[str, int] = field(default_factory=dict)  # symbol -> the earliest its next round starts (ns)
     revised: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("windows", "symbols", "bars_written", "bars_revised", "skipped_clean", "skipped_leased", "leases_lost",
@@ -167,8 +168,8 @@ class Aggregate:
             if lease is None:
                 run.counts["skipped_leased"] += 1
                 return True
-            if lease.last_round_ns is not None:  # the previous holder's, from whichever run or process
-                run.last_round[symbol] = max(run.last_round.get(symbol, 0), lease.last_round_ns)
+            if lease.next_round_ns is not None:  # the previous holder's, from whichever run or process
+                run.next_round[symbol] = max(run.next_round.get(symbol, 0), lease.next_round_ns)
             wanted = False
             try:
                 finished = self._work(lease, slice_end, ttl_ns, run, marks)
@@ -178,15 +179,15 @@ class Aggregate:
                 logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
                 return True
             finally:
-                wanted = self._release(lease, run.last_round.get(symbol))
+                wanted = self._release(lease, run.next_round.get(symbol))
             if not finished or (wanted and self._monotonic() >= slice_end):
                 return False
             if not wanted:
                 return True
 
-    def _release(self, lease: Lease, last_round_ns: int | None) -> bool:
+    def _release(self, lease: Lease, next_round_ns: int | None) -> bool:
         try:
-            return self._leases.release_lease(lease, last_round_ns)
+            return self._leases.release_lease(lease, next_round_ns)
         except Exception:  # it expires on its own; until then, runs for this symbol skip it
             logger.exception("could not release a lease", extra={"symbol": lease.symbol})
             return False
@@ -209,13 +210,14 @@ class Aggregate:
                     return False
                 self._sleep(wait)  # the marks still arriving are worked off in this round, not in one each
                 marks = self._dirty.list_dirty([lease.symbol], limit)
-            run.last_round[lease.symbol] = self._clock()
+            started = self._clock()
             if not first and not self._leases.renew_lease(lease, self._clock(), ttl_ns):
                 raise LeaseLost(f"the lease on {lease.symbol} expired")
             first = False
             minutes = sorted({minute for _, minute, _ in marks})
             run.counts["bars_written"] += self._rebuild(lease, minutes, run)
             self._dirty.clear_dirty(marks)
+            run.next_round[lease.symbol] = started + self._gap_after(self._clock() - started)
             run.counts["windows"] += len(minutes)
             run.counts["symbols"] += 1
             if len(marks) < limit:  # that was every mark there was
@@ -223,14 +225,21 @@ class Aggregate:
             if self._monotonic() >= slice_end:
                 return False
 
+    def _gap_after(self, took_ns: int) -> int:
+        """How long after a round's start the next may start: ``round_gap_seconds``, or three times the round's
+        length if longer (a round that rereads much waits longer, so rereading never takes most of the time),
+        at most ``round_gap_max_seconds``."""
+        gap = max(self._settings.round_gap_seconds, ROUND_COST_FACTOR * took_ns / NS_PER_S)
+        return int(min(gap, max(self._settings.round_gap_max_seconds, self._settings.round_gap_seconds)) * NS_PER_S)
+
     def _round_wait(self, symbol: str, run: _Run) -> float:
-        """Seconds until the symbol's next round may start: ``round_gap_seconds`` after its last one (this run's,
-        or the one the lease's previous holder left), never more than the gap (clocks differ a little)."""
-        started = run.last_round.get(symbol)
-        if started is None:
+        """Seconds until the symbol's next round may start (as this run's last round, or the lease's previous
+        holder, left it), never more than the longest gap (clocks differ a little)."""
+        after = run.next_round.get(symbol)
+        if after is None:
             return 0.0
-        gap = self._settings.round_gap_seconds
-        return min(gap, started / NS_PER_S + gap - self._clock() / NS_PER_S)
+        longest = max(self._settings.round_gap_max_seconds, self._settings.round_gap_seconds)
+        return min(longest, (after - self._clock()) / NS_PER_S)
 
     def _hand_on(self, symbols: list[str], run: _Run) -> None:
         """Start new runs at once for these symbols (if that fails, the schedule picks them up)."""

@@ -346,20 +346,20 @@ def test_many_runs_asking_for_a_held_lease_tell_its_holder_once(store: Any) -> N
     assert last is not None and store.release_lease(last) is False
 
 
-def test_a_lease_carries_the_last_round_to_the_next_holder(store: Any) -> None:
+def test_a_lease_carries_the_next_round_time_to_the_next_holder(store: Any) -> None:
     first = store.acquire_lease("A", "run-1", 1_000, 100)
-    assert first is not None and first.last_round_ns is None  # never rebuilt
+    assert first is not None and first.next_round_ns is None  # never rebuilt
     store.release_lease(first, 990)
     second = store.acquire_lease("A", "run-2", 1_010, 100)
-    assert second is not None and second.last_round_ns == 990
+    assert second is not None and second.next_round_ns == 990
     store.release_lease(second)  # a holder that did no round leaves the time as it was
     third = store.acquire_lease("A", "run-3", 1_020, 100)
-    assert third is not None and third.last_round_ns == 990
+    assert third is not None and third.next_round_ns == 990
     assert not store.release_lease(first, 5_000)  # not the holder: changes nothing
     store.release_lease(third, 1_015)
     taken_over = store.acquire_lease("A", "run-4", 1_030, 100)
-    assert taken_over is not None and taken_over.last_round_ns == 1_015
-    assert store.acquire_lease("B", "run-4", 1_030, 100).last_round_ns is None  # per symbol
+    assert taken_over is not None and taken_over.next_round_ns == 1_015
+    assert store.acquire_lease("B", "run-4", 1_030, 100).next_round_ns is None  # per symbol
 
 
 def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:

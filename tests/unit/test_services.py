@@ -838,3 +838,48 @@ def test_ticks_arriving_during_a_run_are_worked_off_in_rounds_a_gap_apart() -> N
     assert len(gaps) == len(rounds) - 1 >= 3 and min(gaps) >= 1.0 - 1e-6, rounds
     for interval in INTERVALS:
         assert values(env.bars("ESU4", interval)) == expected_bars(rows + rows[-1:], "ESU4", interval)
+
+
+def test_a_long_round_is_followed_by_a_longer_gap_up_to_the_longest() -> None:
+    """A round that rereads much (2 s here) makes the next wait three times its length, at most
+    round_gap_max_seconds after it started; a short one keeps round_gap_seconds."""
+    from chalicelib.usecases.aggregate import Aggregate
+
+    env = make_env(round_gap_seconds=1.0, round_gap_max_seconds=5.0)
+    rows = [r for r in sample_rows(40) if r["symbol"] == "ESU4"]
+    now = [time.time()]
+    rounds: list[float] = []
+    took = [2.0, 0.2, 0.2]
+    arriving = [rows[4:8], rows[8:12], rows[12:16]]
+
+    def clock() -> int:
+        return int(now[0] * SECOND)
+
+    class Store(MemoryStateStore):
+        def query_partials(self, symbol: str, first: int, last: int) -> list[Any]:
+            rounds.append(now[0])
+            found = super().query_partials(symbol, first, last)
+            now[0] += took[min(len(rounds), len(took)) - 1]
+            if arriving:
+                env.pipeline.ingest_body(as_json(arriving.pop(0)), "application/json")
+                assert env.process().failed_message_ids == []
+                # its TicksProcessed event starts a run, which finds the lease held and asks again
+                assert env.store.acquire_lease("ESU4", "other-run", clock(), 60 * SECOND) is None
+            return found
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    store = Store()
+    env.store = store
+    env.pipeline = wire(store, env.queue, env.events, env.objects, env.pipeline.settings)
+    env.pipeline.ingest_body(as_json(rows[:4]), "application/json")
+    assert env.process().failed_message_ids == []
+    run = Aggregate(store, store, store, store, store, env.pipeline.sources, env.events, env.pipeline.settings,
+                    clock, sleep=sleep)
+    run(["ESU4"])
+    assert len(rounds) == 4 and store.list_dirty(None, 100) == []
+    gaps = [round(b - a, 6) for a, b in pairwise(rounds)]
+    assert gaps == [5.0, 1.0, 1.0], gaps  # 3 × 2 s, capped at 5 s; then 3 × 0.2 s is less than the least gap
+    for interval in INTERVALS:
+        assert values(env.bars("ESU4", interval)) == expected_bars(rows[:16], "ESU4", interval)

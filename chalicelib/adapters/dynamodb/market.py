@@ -160,8 +160,8 @@ class MarketRecords:
                                            ":now": {"N": str(now_ns)}},
             )
             if acquired:
-                last = held.get("last", {}).get("N")
-                return Lease(symbol, token, int(last) if last is not None else None)
+                after = held.get("nxt", {}).get("N")
+                return Lease(symbol, token, int(after) if after is not None else None)
             # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
             # Asked already (the refusal returns the item): the holder looks again after it lets go, and this
             # run's marks, written before it came, are there to be found then.
@@ -180,17 +180,16 @@ class MarketRecords:
             ExpressionAttributeValues={":t": {"S": lease.token}, ":e": {"N": str(now_ns + ttl_ns)}},
         )
 
-    def release_lease(self, lease: Lease, last_round_ns: int | None = None) -> bool:
+    def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:
         values: dict[str, Any] = {":t": {"S": lease.token}}
         expression = "REMOVE tok, exp, want"
-        if last_round_ns is not None:
-            expression += " SET #last = :l"
-            values[":l"] = {"N": str(last_round_ns)}
+        if next_round_ns is not None:
+            expression += " SET nxt = :n"
+            values[":n"] = {"N": str(next_round_ns)}
         try:
             old = self._table.update(
                 Key=_lease_key(lease.symbol), UpdateExpression=expression, ConditionExpression="tok = :t",
                 ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
-                **({"ExpressionAttributeNames": {"#last": "last"}} if last_round_ns is not None else {}),
             ).get("Attributes", {})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != CONDITION_FAILED:
