@@ -1,4 +1,5 @@
-"""moto's costs made what they are in AWS, for the local stack and the tests: four of DynamoDB's, one of SQS's.
+"""moto's costs made what they are in AWS, for the local stack and the tests: four of DynamoDB's, two of SQS's and
+one of EventBridge's.
 
 - Query reads the items of its partition key only. moto's sorts the whole table on every Query, so the local
   stack slowed down as the table grew (the aggregator's queries took most of its time). A Query of the
@@ -19,6 +20,12 @@
   and three times per message received (for MessageRetentionPeriod): with a backlog of thousands of messages the
   local stack spent most of its time there. Those reads now build the dict without the counts; a
   GetQueueAttributes that asks for counts (or for All) still gets them, as exact as before.
+- SQS receives that stop at the messages they take. moto's receive first lists every visible message of the
+  queue (two clock reads per message), then takes the first ten: with a backlog, each receive and each second
+  of a long poll scanned it all. The visible messages are now read lazily, in the same order, so a receive
+  looks only as far as it takes; a count of them is still exact.
+- An EventBridge rule's input paths parsed once. moto parses each JSONPath of the rule's target again for
+  every event delivered (a parser generator run each time); the parsed paths are now kept, by their text.
 """
 
 from __future__ import annotations
@@ -161,12 +168,51 @@ def _asks_for_counts(_self: Any, _queue_name: str, attribute_names: Any, *_: Any
     return any(name == "All" or name.startswith("Approximate") for name in attribute_names)
 
 
+class _VisibleMessages:
+    """A queue's visible, undelayed messages (moto's ``Queue.messages``) in queue order, read as they are
+    iterated: a receive that stops at its tenth message has looked at no more of the queue than that."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: list[Any]) -> None:
+        self._messages = messages
+
+    def __iter__(self) -> Any:
+        from moto.core.utils import unix_time_millis
+
+        for message in list(self._messages):  # a copy: the receive moves messages to the dead-letter queue
+            now = unix_time_millis()
+            if now > message.visible_at and not now < message.delayed_until:
+                yield message
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+
+def _visible_messages(self: Any) -> _VisibleMessages:
+    return _VisibleMessages(self._messages)
+
+
+def _cached_jsonpath() -> None:
+    import jsonpath_ng.ext
+
+    if getattr(jsonpath_ng.ext.parse, "cached", False):
+        return
+    cached = functools.lru_cache(maxsize=1024)(jsonpath_ng.ext.parse)
+    cached.cached = True  # type: ignore[attr-defined]
+    jsonpath_ng.ext.parse = cached  # moto's EventTemplateParser imports it at each call
+
+
 def _install_sqs() -> None:
     from moto.sqs.models import Queue, SQSBackend
 
     current: Any = Queue.__dict__["attributes"]
     if getattr(current.fget, "uncounted", False):
         return
+    setattr(Queue, "messages", property(_visible_messages))  # noqa: B010 - a property, replaced
     setattr(Queue, "attributes", _uncounted_attributes(current.fget))  # noqa: B010 - a property, replaced
     SQSBackend.send_message = _without_counts(SQSBackend.send_message)  # type: ignore[method-assign]
     SQSBackend.get_queue_attributes = _without_counts(  # type: ignore[method-assign]
@@ -185,6 +231,7 @@ def install() -> None:
 
     Item.__init__ = _sized_once_init  # type: ignore[method-assign]
     _install_sqs()
+    _cached_jsonpath()
     moto_json_reads.install()
 
     DynamoDBBackend.transact_write_items = fast_transact_write_items  # type: ignore[method-assign]

@@ -32,3 +32,39 @@ def test_queue_answers_are_unchanged_by_the_uncounted_attributes() -> None:
         assert seen == 20
         dead = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])
         assert dead["Attributes"]["ApproximateNumberOfMessages"] == "10"
+
+
+def test_receives_read_the_queue_lazily_and_answer_as_before() -> None:
+    """Visible messages in queue order, skipping those in flight or delayed; counts exact."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="lazy-q")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+        for n in range(3):
+            sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"{n}-{i}"} for i in range(10)])
+        taken = []
+        for _ in range(3):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60)["Messages"]
+            taken += [m["Body"] for m in got]
+            left = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            assert left["Attributes"]["ApproximateNumberOfMessages"] == str(30 - len(taken))
+        assert taken == [f"{n}-{i}" for n in range(3) for i in range(10)]  # in order, none twice, not the delayed
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        # One made visible again is received again.
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"], VisibilityTimeout=0)
+        again = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+        assert [m["Body"] for m in again] == [got[0]["Body"]]
+
+
+def test_a_rules_input_paths_apply_to_every_event() -> None:
+    with mock_aws():
+        events, sqs = boto3.client("events", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="rule-target")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="r", EventPattern=json.dumps({"source": ["t"]}))
+        events.put_targets(Rule="r", Targets=[{"Id": "q", "Arn": arn, "InputTransformer": {
+            "InputPathsMap": {"n": "$.detail.n"}, "InputTemplate": '{"got": <n>}'}}])
+        for n in (1, 2, 3):
+            events.put_events(Entries=[{"Source": "t", "DetailType": "d", "Detail": json.dumps({"n": n})}])
+        bodies = [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+        assert sorted(b["got"] for b in bodies) == [1, 2, 3]
