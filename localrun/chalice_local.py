@@ -3,7 +3,9 @@
 `chalice local` answers a path that no route matches with API Gateway's 403 ``{"message": "Missing
 Authentication Token"}``. Locally there is no signature to be missing (IAM is not checked, unless
 ``--require-sigv4`` puts the verifying proxy in front), so such a request is what it is: a 404 ``NotFound``
-naming the method and path, as ``{"error", "message", "request_id"}``. Everything else is `chalice local`
+naming the method and path, as ``{"error", "message", "request_id"}``. Its server also keeps up to
+LISTEN_BACKLOG connections waiting to be accepted, not socketserver's 5: clients that open a connection per
+request (16 at once in ``make bench``) were otherwise sometimes reset. Everything else is `chalice local`
 itself. Run as ``python -m localrun.chalice_local <chalice local's options>``.
 """
 
@@ -31,6 +33,7 @@ def not_found(method: str, path: str) -> RouteNotFound:
 
 
 _handle_request = local.LocalGateway.handle_request
+LISTEN_BACKLOG = 128
 
 
 def handle_request(self: local.LocalGateway, method: str, path: str, headers: Any, body: Any) -> Any:
@@ -43,6 +46,7 @@ def handle_request(self: local.LocalGateway, method: str, path: str, headers: An
 
 def main(argv: list[str]) -> int:
     local.LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+    local.ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
     sys.argv = ["chalice", "local", *argv]
     return int(chalice_main() or 0)
 
