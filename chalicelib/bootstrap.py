@@ -99,8 +99,9 @@ class UseCases:
         from .usecases.process_batch import ProcessBatch
 
         store = self._store
-        return ProcessBatch(store, store, store, self._objects, self._events, self.settings, self._dead_letters,
-                            self._clock, self._metric, self._new_token, self._transient, self._sleep)
+        return ProcessBatch(store, store, store, self._objects, self.sources, self._events, self.settings,
+                            self._dead_letters, self._clock, self._metric, self._new_token, self._transient,
+                            self._sleep)
 
     @cached_property
     def aggregate(self) -> Aggregate:

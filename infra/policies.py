@@ -86,11 +86,13 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
               TABLE),
         _QUEUE_SEND,
     ),
-    # Ranged reads, partials and dirty marks (BatchWriteItem), chunk results, the
-    # TicksProcessed event, and what the SQS trigger needs to poll the queue on the function's behalf.
+    # Ranged reads, partials and dirty marks (BatchWriteItem), chunk results, whether a file's version still
+    # counts once its chunks' results are stored (BatchGetItem of ingestions, HeadObject, ListObjectVersions
+    # under a delete marker), the TicksProcessed event, and what the SQS trigger needs to poll the queue on the
+    # function's behalf.
     PROCESSOR: (
-        _READ_UPLOADS,
-        Grant("State", ("dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
+        _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
+        Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
         Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
         # A message no retry can help (not the pipeline's, or a bug) goes to the dead-letter queue at once.
         Grant("SetAside", ("sqs:GetQueueUrl", "sqs:SendMessage"), INGEST_DLQ),

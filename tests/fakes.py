@@ -291,6 +291,38 @@ class MemoryStateStore:
         return [self.bars[k][0] for k in sorted(self.bars) if k[0] == symbol and k[1] == interval]
 
 
+class HeldResults:
+    """Processes the queued messages in a thread that stops just before it stores their chunk results (their
+    partials and dirty marks are stored), until ``finish``: the moment a withdrawal may miss the chunks."""
+
+    def __init__(self, store: MemoryStateStore, receive: Callable[[], list[tuple[str, str]]],
+                 process: Callable[[list[tuple[str, str]]], Any]) -> None:
+        self.receive, self.process = receive, process
+        self.paused, self.go = threading.Event(), threading.Event()
+        self.outcomes: list[Any] = []
+        self.thread: threading.Thread | None = None
+        real = store.put_chunk_results
+
+        def held(results: Sequence[tuple[str, ChunkResult]]) -> None:
+            self.paused.set()
+            assert self.go.wait(10)
+            real(results)
+
+        store.put_chunk_results = held  # type: ignore[method-assign]
+
+    def start(self) -> None:
+        messages = self.receive()
+        self.thread = threading.Thread(target=lambda: self.outcomes.append(self.process(messages)))
+        self.thread.start()
+        assert self.paused.wait(10)
+
+    def finish(self) -> None:
+        assert self.thread is not None
+        self.go.set()
+        self.thread.join(10)
+        assert [outcome.failed_message_ids for outcome in self.outcomes] == [[]]
+
+
 class MemoryQueue:
     """An SQS queue as a list of message bodies, with SQS's per-message size limit."""
 

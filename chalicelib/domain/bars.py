@@ -167,6 +167,12 @@ def partials_from_ticks(ticks: Iterable[Tick] | TickColumns, source_rank: str) -
     return partials
 
 
+def minute_windows(columns: TickColumns) -> set[tuple[str, int]]:
+    """The (symbol, minute start) windows that ticks given column by column fall in."""
+    stamps = columns.ts_ns
+    return set(zip(columns.symbols, map(sub, stamps, map(mod, stamps, repeat(MINUTE_NS))), strict=True))
+
+
 def partials_from_columns(columns: TickColumns, source_rank: str) -> dict[tuple[str, int], Bar]:
     """One-minute partial aggregates of ticks given column by column, keyed by (symbol, minute start).
 

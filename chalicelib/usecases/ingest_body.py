@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..domain.bars import minute_windows
 from ..domain.csv_rows import parse_csv_document
 from ..domain.errors import (
     IdempotencyConflict,
@@ -129,7 +130,7 @@ class IngestBody:
         try:
             self._queue.send(messages)
         except Exception as exc:
-            self._never_count(ingestion)
+            self._never_count(ingestion, parsed)
             if self._transient(exc):
                 raise TransientError("could not queue the ticks; retry the request (with the same Idempotency-Key)"
                                      ) from exc
@@ -146,14 +147,15 @@ class IngestBody:
                                               "messages": len(messages)})
         return response
 
-    def _never_count(self, ingestion: Ingestion) -> None:
+    def _never_count(self, ingestion: Ingestion, parsed: ParseResult) -> None:
         """A request whose ticks were not all queued counts not at all (its client retries), not even the
-        part that reached the queue."""
+        part that reached the queue. Every window of the body is revisited, not only those of the chunks
+        known to be processed: a chunk may be processed and counted while its result is not stored yet."""
         logger.exception("queueing failed", extra={"ingestion_id": ingestion.ingestion_id})
         self._ingestions.put_ingestion(ingestion.but(status=Status.FAILED, errors=(
             RecordError("queue", "-", "could not queue the ticks"),)))
         try:
-            self._sources.withdraw(ingestion.ingestion_id)  # messages that got through may be aggregated
+            self._sources.revisit(minute_windows(parsed.columns()))  # messages that got through may be counted
         except Exception:
             logger.exception("could not withdraw the queued part: its windows keep it until recomputed")
 

@@ -22,6 +22,7 @@ from ..observability import logger
 from ..ports import DirtyWindowStore, EventPublisher, IngestionStore, ObjectStore, PartialStore, TickQueue
 from ..schemas import (
     TICKS_PROCESSED,
+    ObjectPart,
     QueueMessage,
     TicksProcessedDetail,
     WindowChange,
@@ -31,6 +32,7 @@ from ..schemas import (
 from ..settings import Settings
 from .chunk_reader import ChunkReader
 from .common import Clock, Metric, Transient, describe, no_metric
+from .sources import Sources
 
 MAX_CHANGES_LISTED = 500  # symbols one TicksProcessed event lists (an event holds at most 256 KB)
 MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling or timeouts
@@ -75,7 +77,7 @@ class _Chunk:
 
 class ProcessBatch:
     def __init__(self, ingestions: IngestionStore, partials: PartialStore, dirty: DirtyWindowStore,
-                 objects: ObjectStore, events: EventPublisher, settings: Settings,
+                 objects: ObjectStore, sources: Sources, events: EventPublisher, settings: Settings,
                  dead_letters: TickQueue | None = None, clock: Clock = time.time_ns, metric: Metric = no_metric,
                  new_token: Callable[[], str] = lambda: uuid.uuid4().hex,
                  transient: Transient = lambda exc: isinstance(exc, TransientError),
@@ -83,6 +85,7 @@ class ProcessBatch:
         self._ingestions = ingestions
         self._partials = partials
         self._dirty = dirty
+        self._sources = sources
         self._events = events
         self._settings = settings
         self._dead_letters = dead_letters
@@ -202,13 +205,19 @@ class ProcessBatch:
 
     def _store(self, chunks: Sequence[_Chunk]) -> None:
         """Partials first, then the marks that send the aggregator to them, then the results that say the chunks
-        are processed: each step only once the one before it is stored."""
+        are processed: each step only once the one before it is stored. Last, an object version replaced or
+        failed meanwhile may have been withdrawn without these chunks (its withdrawal reads the stored
+        results): their windows are revisited. A request's withdrawal revisits every window of its body."""
         self._partials.put_partials_of([(source_id(c.message.ingestion_id, c.message.chunk), c.partials.values())
                                         for c in chunks])
         self._dirty.mark_dirty([key for c in chunks for key in c.partials], self._new_token())
         now = self._clock()
         self._ingestions.put_chunk_results([(c.message.ingestion_id, replace(c.result, processed_ns=now))
                                             for c in chunks])
+        files = {c.message.ingestion_id for c in chunks if isinstance(c.message, ObjectPart)}
+        gone = self._sources.stopped_counting(files) if files else set()
+        if gone:
+            self._sources.revisit({key for c in chunks if c.message.ingestion_id in gone for key in c.partials})
 
     def _set_aside(self, message_id: str, body: str, where: tuple[str, int] | None, reason: str,
                    outcome: BatchOutcome) -> None:

@@ -5,6 +5,12 @@ exists and its scan did not fail; a request counts unless its queueing failed (i
 retry, perhaps without an Idempotency-Key; a retry under the same key revives it). Which sources count is
 decided when bars are built, from the ingestion records and from S3 itself, so racing uploads cannot leave
 a replaced version counted.
+
+What stops counting must leave the bars it was counted in. Whoever changes a source's standing does so
+first, then makes the aggregator revisit the windows it knows the source is in: a request knows every
+window of its body; an object version knows the windows of its chunks' stored results. A chunk whose result
+is stored after that read is the processor's to revisit: it reads its ingestion's standing after storing
+the result (``stopped_counting``), so of the two reads, one sees the other's write.
 """
 
 from __future__ import annotations
@@ -52,6 +58,12 @@ class Sources:
         found = self._ingestions.get_ingestion_metas(wanted)
         for ingestion_id in wanted:
             known[ingestion_id] = self._verdict(found.get(ingestion_id))
+
+    def stopped_counting(self, ingestion_ids: Iterable[str]) -> set[str]:
+        """Of these ingestions, the ones that do not count (read now, not from any run's answers)."""
+        known: dict[str, bool] = {}
+        self.learn(ingestion_ids, known)
+        return {ingestion_id for ingestion_id, counts in known.items() if not counts}
 
     def _verdict(self, ingestion: Ingestion | None) -> bool:
         if ingestion is None:

@@ -20,7 +20,15 @@ from chalicelib.settings import Settings
 from chalicelib.usecases import ingest_object, process_batch
 from chalicelib.usecases.operator import Operations
 from chalicelib.usecases.process_batch import MESSAGE_ATTEMPTS
-from tests.fakes import MemoryDeadLetterQueue, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
+from tests.fakes import (
+    HeldResults,
+    MemoryDeadLetterQueue,
+    MemoryEvents,
+    MemoryObjects,
+    MemoryQueue,
+    MemoryStateStore,
+    bars_json,
+)
 
 SECOND = 1_000_000_000
 BUCKET = "market-data-bucket-dev"
@@ -309,3 +317,25 @@ def test_a_file_whose_scan_fails_counts_not_at_all_until_replayed(env: Env, monk
     assert replayed["status"] == "queued" and replayed["ingestion_id"] == result["ingestion_id"]
     assert env.deliver() == []
     assert env.volumes("HALF") == ["1"] * 40
+
+
+def test_a_chunk_counted_while_its_files_scan_fails_stops_counting(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = "".join(f"HELD,{10 + i},1,2024-07-01T10:{i:02d}:00Z\n" for i in range(40))
+    env.objects.put(BUCKET, "incoming/held.csv", ("symbol,price,volume,timestamp\n" + rows).encode())
+    env.rewire(chunk_bytes=64)
+    held = HeldResults(env.store, env.queue.receive_all, lambda messages: env.pipeline.process_batch(messages))
+    sends = []
+    real_send = env.queue.send
+
+    def send_then_break(bodies: Any) -> int:
+        sends.append(len(bodies))
+        if len(sends) == 2:
+            held.start()  # the first chunks are processed, all but their results...
+            assert env.volumes("HELD")  # ...and counted, while the scan goes on
+            raise RuntimeError("a bug half-way through the scan")
+        return real_send(bodies)
+
+    monkeypatch.setattr(env.queue, "send", send_then_break)
+    assert env.pipeline.ingest_object(BUCKET, "incoming/held.csv", None)["status"] == "failed"
+    held.finish()  # their results are stored only after the failed file was withdrawn
+    assert env.volumes("HELD") == []

@@ -42,7 +42,7 @@ from chalicelib.schemas import (
     queue_body,
 )
 from chalicelib.settings import Settings
-from tests.fakes import MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
+from tests.fakes import HeldResults, MemoryEvents, MemoryObjects, MemoryQueue, MemoryStateStore, bars_json
 
 BUCKET = "market-data-bucket-dev"
 BASE_NS = parse_timestamp("2024-07-01T23:55:00Z")
@@ -617,6 +617,34 @@ def test_a_request_whose_queueing_failed_never_counts_and_its_retry_counts_once(
         assert values(env.bars(symbol, "1d")) == expected_bars(rows, symbol, "1d")
 
 
+def test_a_chunk_counted_while_its_request_fails_to_queue_stops_counting() -> None:
+    env = make_env(message_bytes=1_000)  # several messages per request
+    rows = sample_rows(60)
+    held = HeldResults(env.store, env.queue.receive_all, lambda m: env.pipeline.process_batch(m))
+    counted: list[int] = []
+
+    class QueueOneThenFail:
+        def send(self, bodies: list[str]) -> int:
+            env.queue.send(bodies[:1])
+            held.start()  # the first chunk is processed, all but its result...
+            env.pipeline.aggregate()  # ...and counted, as its request still counts
+            counted.extend(b["trades"] for s in ("ESU4", "BTC/USDT") for b in env.bars(s, "1d"))
+            raise ConnectionError("SQS unavailable")
+
+    env.with_queue(QueueOneThenFail())
+    with pytest.raises(TransientError):
+        env.pipeline.ingest_body(as_json(rows), "application/json")
+    assert sum(counted) > 0
+    held.finish()  # the chunk's result is stored only after its request was withdrawn
+    env.pipeline.aggregate()
+    assert [env.bars(s, "1m") for s in ("ESU4", "BTC/USDT")] == [[], []]
+    env.with_queue(env.queue)
+    env.pipeline.ingest_body(as_json(rows), "application/json")  # the client retries, without a key
+    env.run()
+    for symbol in ("ESU4", "BTC/USDT"):
+        assert values(env.bars(symbol, "1m")) == expected_bars(rows, symbol, "1m")
+
+
 def test_a_retry_with_the_same_key_revives_a_failed_request(env: Env) -> None:
     rows = sample_rows(60)
     env.with_queue(FailingAfter(env.queue, ok=0))
@@ -645,6 +673,24 @@ def test_a_corrected_file_under_the_same_key_replaces_the_old_version_everywhere
     assert env.pipeline.ingestion_status(first["ingestion_id"])["status"] == "superseded"
     revised = [d for t, d in env.events.published if t == "BarsRevised"]
     assert revised and any(b["revision"] is None for d in revised for b in d["bars"])  # emptied windows
+
+
+def test_a_version_counted_while_a_newer_one_replaces_it_stops_counting(env: Env) -> None:
+    old_rows = sample_rows(60)
+    new_rows = old_rows[20:]  # the correction drops the first minutes entirely
+    held = HeldResults(env.store, env.queue.receive_all, lambda m: env.pipeline.process_batch(m))
+    v1 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(old_rows))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v1)
+    held.start()  # the old version's chunk is processed, all but its result...
+    env.pipeline.aggregate()  # ...and counted, as it is the newest version
+    assert values(env.bars("ESU4", "1m")) == expected_bars(old_rows, "ESU4", "1m")
+    v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(new_rows))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)  # replaces it before that result is stored
+    held.finish()
+    env.run()
+    for symbol in ("ESU4", "BTC/USDT"):
+        for interval in ("1m", "1d"):
+            assert values(env.bars(symbol, interval)) == expected_bars(new_rows, symbol, interval)
 
 
 def test_an_older_version_delivered_after_the_newer_one_is_not_counted(env: Env) -> None:
