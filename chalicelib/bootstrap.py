@@ -77,7 +77,7 @@ class UseCases:
         from .usecases.sources import Sources
 
         store = self._store
-        return Sources(store, store, store, self._objects, self._new_token)
+        return Sources(store, store, store, store, self._objects, self._new_token)
 
     @cached_property
     def ingest_body(self) -> IngestBody:

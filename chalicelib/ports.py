@@ -160,6 +160,8 @@ class Lease:
     token: str
     # When the symbol's last round started (epoch ns), as the previous holder left it on release.
     next_round_ns: int | None = field(default=None, compare=False)
+    # How many withdrawals were noted on the symbol (note_withdrawals) when the lease was taken or last renewed.
+    withdrawals: int = field(default=0, compare=False)
 
 
 class LeaseStore(Protocol):
@@ -169,8 +171,14 @@ class LeaseStore(Protocol):
         lease kept changing hands and neither could be done."""
         ...
 
-    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
-        """Extend the lease; False when it is no longer this run's."""
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> Lease | None:
+        """Extend the lease: the lease with the symbol's withdrawals as of now; None when it is no longer this
+        run's."""
+        ...
+
+    def note_withdrawals(self, symbols: Iterable[str]) -> None:
+        """Count one withdrawal on each symbol (a source in its bars stopped counting); the count shows on the
+        symbol's next lease, taken or renewed. It never goes down."""
         ...
 
     def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:

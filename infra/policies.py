@@ -70,11 +70,12 @@ _AGGREGATE = (
 # Data actions, per function (by Chalice name).
 GRANTS: dict[str, tuple[Grant, ...]] = {
     # POST /ingest (idempotency record; ingestion metadata with its time-index entries, BatchWriteItem;
-    # queueing); GET /bars, /symbols; GET /ingestions/{id} (chunk results, and for a file whether a newer version
+    # queueing; when queueing fails, the withdrawal of the request: a count on its symbols' leases, UpdateItem,
+    # and dirty marks); GET /bars, /symbols; GET /ingestions/{id} (chunk results, and for a file whether a newer version
     # replaced it: HeadObject, and ListObjectVersions under a delete marker); GET /ingestions (the time index
     # and an object key's ingestions, Query; the records of a key's ingestions, BatchGetItem).
     API_HANDLER: (Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem",
-                                  "dynamodb:Query"), TABLE),
+                                  "dynamodb:Query", "dynamodb:UpdateItem"), TABLE),
                   _CURRENT_VERSION, _LATEST_VERSION, _TELL_MISSING, _QUEUE_SEND),
     # HeadObject/GetObject of the uploaded version, whether it is the key's newest, ingestion metadata
     # (a conditional PutItem answers with the stored record when an event is redelivered; later writes and
@@ -88,11 +89,13 @@ GRANTS: dict[str, tuple[Grant, ...]] = {
     ),
     # Ranged reads, partials and dirty marks (BatchWriteItem), chunk results, whether a file's version still
     # counts once its chunks' results are stored (BatchGetItem of ingestions, HeadObject, ListObjectVersions
-    # under a delete marker), the TicksProcessed event, and what the SQS trigger needs to poll the queue on the
+    # under a delete marker; if not, a withdrawal counted on its symbols' leases, UpdateItem), the TicksProcessed
+    # event, and what the SQS trigger needs to poll the queue on the
     # function's behalf.
     PROCESSOR: (
         _READ_UPLOADS, _LATEST_VERSION, _TELL_MISSING,
-        Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem"), TABLE),
+        Grant("State", ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:PutItem",
+                        "dynamodb:UpdateItem"), TABLE),
         Grant("PollQueue", ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"), QUEUE),
         # A message no retry can help (not the pipeline's, or a bug) goes to the dead-letter queue at once.
         Grant("SetAside", ("sqs:GetQueueUrl", "sqs:SendMessage"), INGEST_DLQ),

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from chalicelib.bootstrap import UseCases
@@ -73,6 +74,7 @@ class MemoryStateStore:
         self.leases: dict[str, tuple[str, int]] = {}  # symbol -> (token, expires ns)
         self.lease_wanted: set[str] = set()  # leased symbols another run asked for
         self.lease_next_round: dict[str, int] = {}  # symbol -> the earliest its next round starts, kept on release
+        self.withdrawals: dict[str, int] = {}  # symbol -> withdrawals noted on it
         self.symbols: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -216,14 +218,19 @@ class MemoryStateStore:
                 return None
             self.leases[symbol] = (token, now_ns + ttl_ns)
             self.lease_wanted.discard(symbol)
-            return Lease(symbol, token, self.lease_next_round.get(symbol))
+            return Lease(symbol, token, self.lease_next_round.get(symbol), self.withdrawals.get(symbol, 0))
 
-    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> Lease | None:
         with self._lock:
             if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
-                return False
+                return None
             self.leases[lease.symbol] = (lease.token, now_ns + ttl_ns)
-            return True
+            return replace(lease, withdrawals=self.withdrawals.get(lease.symbol, 0))
+
+    def note_withdrawals(self, symbols: Iterable[str]) -> None:
+        with self._lock:
+            for symbol in set(symbols):
+                self.withdrawals[symbol] = self.withdrawals.get(symbol, 0) + 1
 
     def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:
         with self._lock:

@@ -20,6 +20,7 @@ from .errors import RecordError
 from .timefmt import NS_PER_S, format_ns
 
 MAX_ID_CHARS = 80
+API_PREFIX = "api-"
 # Ids this pipeline makes: "api-" or "s3-" followed by hex digits.
 INGESTION_ID_RE = re.compile(r"(?:api|s3)-[0-9a-f]{1,64}")
 # S3's version id of an object written while the bucket was not versioning: not an id to ask for.
@@ -52,7 +53,12 @@ def real_version(version_id: str | None) -> str | None:
 
 def api_ingestion_id(received_ns: int, token: str) -> str:
     """A request's id: its receipt time in ms (so ids sort by arrival) and 20 hex digits of a random token."""
-    return f"api-{received_ns // 1_000_000:012x}{token[:20]}"
+    return f"{API_PREFIX}{received_ns // 1_000_000:012x}{token[:20]}"
+
+
+def is_request(ingestion_id: str) -> bool:
+    """Whether the ingestion is a request to POST /ingest (else an object version)."""
+    return ingestion_id.startswith(API_PREFIX)
 
 
 def object_ingestion_id(bucket: str, key: str, version_or_etag: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..domain.bars import INTERVALS, Bar, merge_all, window_start
 from ..domain.errors import LeaseLost, TransientError
+from ..domain.ingestion import ingestion_of
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..ports import (
@@ -86,7 +87,6 @@ class _Run:
     """What one invocation did, for its summary and its BarsRevised event."""
 
     deadline: float
-    live: dict[str, bool] = field(default_factory=dict)  # which sources count, per ingestion, for this run
     next_round: dict[str, int] = field(default_factory=dict)  # symbol -> the earliest its next round starts (ns)
     revised: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
@@ -115,6 +115,8 @@ class Aggregate:
         self._monotonic = monotonic
         self._sleep = sleep
         self._latest_known: dict[str, int] = {}  # symbol -> latest bar start this process stored
+        # symbol -> (its withdrawals when learnt, the requests found to count in its last round): see sources.py
+        self._counting: dict[str, tuple[int, frozenset[str]]] = {}
 
     def __call__(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
         """Rebuild the bars of every dirty window of ``symbols`` (None: of every symbol with one)."""
@@ -198,8 +200,10 @@ class Aggregate:
         first. ``listed``: the marks of the first round, read just before the lease was taken. Marks written
         after the last list made their runs ask for the lease: see _symbol."""
         limit = self._settings.max_windows_per_run
-        first = True
         while True:
+            # The lease's withdrawal count must be read after the round's marks are listed (see sources.py):
+            # the lease was taken just after ``listed`` was read; otherwise it is renewed after the listing.
+            counted_after_listing = listed is not None
             marks = self._dirty.list_dirty([lease.symbol], limit) if listed is None else listed
             listed = None
             if not marks:
@@ -210,10 +214,13 @@ class Aggregate:
                     return False
                 self._sleep(wait)  # the marks still arriving are worked off in this round, not in one each
                 marks = self._dirty.list_dirty([lease.symbol], limit)
+                counted_after_listing = False
             started = self._clock()
-            if not first and not self._leases.renew_lease(lease, self._clock(), ttl_ns):
-                raise LeaseLost(f"the lease on {lease.symbol} expired")
-            first = False
+            if not counted_after_listing:
+                renewed = self._leases.renew_lease(lease, self._clock(), ttl_ns)
+                if renewed is None:
+                    raise LeaseLost(f"the lease on {lease.symbol} expired")
+                lease = renewed
             minutes = sorted({minute for _, minute, _ in marks})
             run.counts["bars_written"] += self._rebuild(lease, minutes, run)
             self._dirty.clear_dirty(marks)
@@ -264,10 +271,12 @@ class Aggregate:
         grouped: dict[int, list[Bar]] = defaultdict(list)
         partials = [row for lo, hi in _ranges(minutes, RANGE_GAP_NS)
                     for row in self._partials.query_partials(symbol, lo, hi) if row[1].start_ns in wanted]
-        self._sources.learn((source for source, _ in partials), run.live)
+        known = self._known(lease)
+        self._sources.learn((source for source, _ in partials), known)
         for source, partial in partials:
-            if self._sources.counts(source, run.live):
+            if self._sources.counts(source, known):
                 grouped[partial.start_ns].append(partial)
+        self._keep(lease, known, partials)
         fresh: dict[int, Bar | None] = {m: merge_all(grouped[m], "1m", m) if m in grouped else None
                                         for m in minutes}
         latest = max((m for m, b in fresh.items() if b is not None), default=None)
@@ -293,6 +302,18 @@ class Aggregate:
             self._symbols.update_symbol(symbol, latest)  # only moves forward; known ones need no request
             self._latest_known[symbol] = latest
         return len(puts)
+
+    def _known(self, lease: Lease) -> dict[str, bool]:
+        """What this process learnt about requests that count in the symbol's bars, if no withdrawal was noted
+        on the symbol since."""
+        withdrawals, counting = self._counting.get(lease.symbol, (-1, frozenset()))
+        return dict.fromkeys(counting, True) if withdrawals == lease.withdrawals else {}
+
+    def _keep(self, lease: Lease, known: dict[str, bool], partials: list[tuple[str, Bar]]) -> None:
+        """Keep, for the symbol's next rounds, which of this round's requests count (never which do not)."""
+        seen = {ingestion_of(source) for source, _ in partials}
+        self._counting[lease.symbol] = (lease.withdrawals, frozenset(
+            i for i in seen if known.get(i) and self._sources.lasting(i)))
 
     def _stored(self, symbol: str, levels: list[tuple[str, str | None, list[int]]]
                 ) -> dict[str, dict[int, tuple[Bar, int]]]:

@@ -11,22 +11,31 @@ first, then makes the aggregator revisit the windows it knows the source is in: 
 window of its body; an object version knows the windows of its chunks' stored results. A chunk whose result
 is stored after that read is the processor's to revisit: it reads its ingestion's standing after storing
 the result (``stopped_counting``), so of the two reads, one sees the other's write.
+
+A revisit counts a withdrawal on each symbol (LeaseStore.note_withdrawals) before it writes the marks. So an
+aggregator may keep what it learnt about requests that count from one round to the next, for as long as the
+symbol's count is unchanged: a round that lists a revisit's mark reads the count after that listing, and
+finds it changed. Only requests qualify (``lasting``): a request's standing is its record alone, and it only
+ever stops counting through a revisit. (A request that stopped counting can count again, retried under its
+Idempotency-Key: answers "does not count" are never kept.) An object version's standing also depends on S3,
+where a newer version may appear before its ingestion revisits anything: it is read afresh in every round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..domain.ingestion import ChunkResult, Ingestion, Source, Status, ingestion_of, real_version
-from ..ports import DirtyWindowStore, IngestionStore, ObjectStore, PartialStore
+from ..domain.ingestion import ChunkResult, Ingestion, Source, Status, ingestion_of, is_request, real_version
+from ..ports import DirtyWindowStore, IngestionStore, LeaseStore, ObjectStore, PartialStore
 
 
 class Sources:
     def __init__(self, ingestions: IngestionStore, partials: PartialStore, dirty: DirtyWindowStore,
-                 objects: ObjectStore, new_token: Callable[[], str]) -> None:
+                 leases: LeaseStore, objects: ObjectStore, new_token: Callable[[], str]) -> None:
         self._ingestions = ingestions
         self._partials = partials
         self._dirty = dirty
+        self._leases = leases
         self._objects = objects
         self._new_token = new_token
 
@@ -84,9 +93,16 @@ class Sources:
                                if ingestion_of(source) == ingestion_id)
         return windows
 
+    @staticmethod
+    def lasting(ingestion_id: str) -> bool:
+        """Whether an answer that the ingestion counts may be kept while its symbol's withdrawals stay the same."""
+        return is_request(ingestion_id)
+
     def revisit(self, windows: set[tuple[str, int]]) -> None:
-        """Make the aggregator rebuild these windows, whose sources' standing changed."""
+        """Make the aggregator rebuild these windows, whose sources' standing changed: a withdrawal is noted on
+        their symbols first, then they are marked dirty."""
         if windows:
+            self._leases.note_withdrawals({symbol for symbol, _ in windows})
             self._dirty.mark_dirty(windows, self._new_token())
 
     def withdraw(self, ingestion_id: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from infra import policies
@@ -149,9 +150,12 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
     calls: dict[str, list[tuple[str, str, dict[str, Any]]]] = defaultdict(list)
     acting: list[str] = []
     containers: list[str] = []
+    failing: set[str] = set()  # operations that fail, as AWS would when unavailable, until removed
     original = BaseClient._make_api_call
 
     def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        if operation in failing:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "unavailable"}}, operation)
         if acting:
             calls[acting[-1]].append((client.meta.service_model.service_name, operation, dict(params)))
         return original(client, operation, params)
@@ -208,6 +212,12 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     again = client.http.post("/ingest", headers=headers, body=body.encode())
                 assert first.status_code == again.status_code == 202
                 ingestion_id = json.loads(first.body)["ingestion_id"]
+                failing.add("SendMessageBatch")  # SQS unavailable: the request is answered 503 and withdrawn
+                with as_function("api_handler"):
+                    refused = client.http.post("/ingest", headers={"Content-Type": "application/json"},
+                                               body=body.replace("AAPL", "AMZN").encode())
+                failing.clear()
+                assert refused.status_code == 503
 
                 def upload(key: str, body: bytes) -> str:
                     return s3.put_object(Bucket=settings.bucket_name, Key=key, Body=body)["VersionId"]
@@ -263,6 +273,13 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 object_created("incoming/t.csv", upload("incoming/t.csv", rows.replace(",10", ",20").encode()))
                 process_queue()
                 aggregate()
+                # Two versions queued before either is processed: the older one's chunks, once stored, are found
+                # replaced, and their windows revisited.
+                for version in (rows, rows.replace(",10", ",40")):
+                    object_created("incoming/t6.csv", upload("incoming/t6.csv", version.replace("MSFT", "TSLA")
+                                                               .encode()))
+                process_queue()
+                aggregate()
                 # A new version with fewer rows empties a window: its bar is deleted.
                 short = rows.replace("MSFT", "NFLX")
                 object_created("incoming/t4.csv", upload("incoming/t4.csv", short.encode()))
@@ -292,6 +309,7 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                     shortened = client.http.get("/bars?symbol=NFLX&interval=1m")
                     kept_status = client.http.get(f"/ingestions/{kept}")
                     under_marker = client.http.get("/bars?symbol=ORCL&interval=1m")
+                    replaced_early = client.http.get("/bars?symbol=TSLA&interval=1m")
                     of_key = client.http.get("/ingestions?source=s3&key=incoming/t.csv")
                     recent = client.http.get("/ingestions?since=2024-07-01T00:00:00Z&limit=3")
                 assert [b["revision"] for b in json.loads(bars.body)["bars"]] == [2, 2, 2]
@@ -303,8 +321,9 @@ def recorded_calls() -> Iterator[dict[str, list[tuple[str, str, dict[str, Any]]]
                 assert [i["status"] for i in json.loads(of_key.body)["ingestions"]] == ["processed", "superseded"]
                 assert len(json.loads(recent.body)["ingestions"]) == 3 and json.loads(recent.body)["next"]
                 assert [b["close"] for b in json.loads(under_marker.body)["bars"]] == ["300", "301", "302"]
+                assert [b["close"] for b in json.loads(replaced_early.body)["bars"]] == ["400", "401", "402"]
                 assert {s["symbol"] for s in json.loads(symbols.body)["symbols"]} == {"AAPL", "MSFT", "IBM", "NFLX",
-                                                                                       "ORCL"}
+                                                                                       "ORCL", "TSLA"}
                 published = [e["detail-type"] for e in map(json.loads, drain(names["events_queue_url"]))]
                 assert "BarsRevised" in published or any(
                     op == "PutEvents" and p["Entries"][0]["DetailType"] == "BarsRevised"

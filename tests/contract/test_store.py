@@ -312,11 +312,11 @@ def test_a_lease_is_exclusive_until_it_expires_or_is_released(store: Any) -> Non
     assert lease is not None and lease.token == "run-1"
     assert store.acquire_lease("A", "run-2", 1_050, 100) is None
     assert store.acquire_lease("B", "run-2", 1_050, 100) is not None  # per symbol
-    assert store.renew_lease(lease, 1_090, 100)
+    assert store.renew_lease(lease, 1_090, 100) == lease
     assert store.acquire_lease("A", "run-2", 1_150, 100) is None  # renewed until 1_190
     taken = store.acquire_lease("A", "run-2", 1_191, 100)
     assert taken is not None
-    assert not store.renew_lease(lease, 1_200, 100)  # run-1 lost it
+    assert store.renew_lease(lease, 1_200, 100) is None  # run-1 lost it
     store.release_lease(lease)  # releasing a lost lease does not release the new holder's
     assert store.acquire_lease("A", "run-3", 1_200, 100) is None
     store.release_lease(taken)
@@ -360,6 +360,23 @@ def test_a_lease_carries_the_next_round_time_to_the_next_holder(store: Any) -> N
     taken_over = store.acquire_lease("A", "run-4", 1_030, 100)
     assert taken_over is not None and taken_over.next_round_ns == 1_015
     assert store.acquire_lease("B", "run-4", 1_030, 100).next_round_ns is None  # per symbol
+
+
+def test_withdrawals_noted_on_a_symbol_show_on_its_next_lease_taken_or_renewed(store: Any) -> None:
+    assert store.acquire_lease("A", "run-1", 1_000, 100).withdrawals == 0  # none noted yet
+    store.note_withdrawals(["A", "B", "A"])  # once per symbol named, while run-1 holds A's lease
+    assert store.acquire_lease("A", "run-2", 1_010, 100) is None  # held: noting did not take or end the lease
+    renewed = store.renew_lease(store.acquire_lease("C", "run-3", 1_000, 100), 1_010, 100)
+    assert renewed is not None and renewed.withdrawals == 0
+    held = store.acquire_lease("A", "run-4", 1_200, 100)  # run-1's expired
+    assert held is not None and held.withdrawals == 1
+    store.note_withdrawals(["A"])
+    again = store.renew_lease(held, 1_250, 100)
+    assert again is not None and again.token == "run-4" and again.withdrawals == 2
+    assert store.renew_lease(held, 1_260, 100).withdrawals == 2
+    assert store.release_lease(again) is False
+    assert store.acquire_lease("A", "run-5", 1_270, 100).withdrawals == 2  # kept across holders
+    assert store.acquire_lease("B", "run-5", 1_270, 100).withdrawals == 1  # noted before any lease existed
 
 
 def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chalicelib.bootstrap import UseCases, wire
-from chalicelib.domain.bars import INTERVALS, bars_from_ticks
+from chalicelib.domain.bars import INTERVALS, bars_from_ticks, window_start
 from chalicelib.domain.errors import (
     IdempotencyConflict,
     InputError,
@@ -28,6 +28,7 @@ from chalicelib.domain.errors import (
     TransientError,
     UnsupportedFormat,
 )
+from chalicelib.domain.ingestion import Status
 from chalicelib.domain.ticks import Tick
 from chalicelib.domain.timefmt import format_ns, parse_timestamp
 from chalicelib.entrypoints.api import http_error
@@ -645,6 +646,33 @@ def test_a_chunk_counted_while_its_request_fails_to_queue_stops_counting() -> No
         assert values(env.bars(symbol, "1m")) == expected_bars(rows, symbol, "1m")
 
 
+def test_a_withdrawal_noted_after_a_run_took_the_lease_is_seen_by_the_round_that_lists_its_marks() -> None:
+    env = make_env(round_gap_seconds=0.2)
+    rows = sample_rows(60)
+    early = [r for r in rows if r["timestamp"] < "2024-07-02"]
+    late = [r for r in rows if r["timestamp"] >= "2024-07-02"]
+    withdrawn = env.pipeline.ingest_body(as_json(early), "application/json")["ingestion_id"]
+    env.run()  # counted, and remembered as counting
+    env.pipeline.ingest_body(as_json(late), "application/json")
+    env.process()
+    real_acquire = env.store.acquire_lease
+
+    def acquire_then_withdraw(*args: Any) -> Any:
+        lease = real_acquire(*args)
+        env.store.acquire_lease = real_acquire  # type: ignore[method-assign]
+        meta = env.store.get_ingestion_meta(withdrawn)
+        env.store.put_ingestion(meta.but(status=Status.FAILED))  # as when its queueing failed
+        env.pipeline.sources.revisit({(r["symbol"], window_start(parse_timestamp(r["timestamp"]), "1m"))
+                                      for r in early})
+        return lease
+
+    env.store.acquire_lease = acquire_then_withdraw  # type: ignore[method-assign]
+    env.pipeline.aggregate()  # its first round waits out the gap, then lists the withdrawal's marks too
+    assert env.store.dirty_minutes() == set()
+    for symbol in ("ESU4", "BTC/USDT"):
+        assert values(env.bars(symbol, "1m")) == expected_bars(late, symbol, "1m")
+
+
 def test_a_retry_with_the_same_key_revives_a_failed_request(env: Env) -> None:
     rows = sample_rows(60)
     env.with_queue(FailingAfter(env.queue, ok=0))
@@ -687,6 +715,33 @@ def test_a_version_counted_while_a_newer_one_replaces_it_stops_counting(env: Env
     v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(new_rows))
     env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)  # replaces it before that result is stored
     held.finish()
+    env.run()
+    for symbol in ("ESU4", "BTC/USDT"):
+        for interval in ("1m", "1d"):
+            assert values(env.bars(symbol, interval)) == expected_bars(new_rows, symbol, interval)
+
+
+def test_a_version_replaced_between_two_rounds_of_a_run_stops_counting() -> None:
+    old_rows = sample_rows(60)
+    new_rows = old_rows[20:]  # the correction drops the first minutes entirely
+    env = make_env(max_windows_per_run=4)  # a run works the windows four at a time, in rounds
+    v1 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(old_rows))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v1)
+    env.process()
+    real_clear = env.store.clear_dirty
+    rounds: list[int] = []
+
+    def clear_then_replace(entries: Any) -> int:
+        cleared = real_clear(entries)
+        rounds.append(cleared)
+        if len(rounds) == 1:  # after the first round, which counted the old version: the correction arrives
+            v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(new_rows))
+            env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)
+        return cleared
+
+    env.store.clear_dirty = clear_then_replace  # type: ignore[method-assign]
+    env.pipeline.aggregate()  # later rounds of the same run rebuild the windows the correction revisits
+    assert len(rounds) > 2
     env.run()
     for symbol in ("ESU4", "BTC/USDT"):
         for interval in ("1m", "1d"):

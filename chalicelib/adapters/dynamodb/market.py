@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,10 @@ LEASE_ATTEMPTS = 5
 
 def _lease_key(symbol: str) -> dict[str, Any]:
     return {"pk": {"S": f"L#{symbol}"}, "sk": {"S": "LEASE"}}
+
+
+def _withdrawals(item: dict[str, Any]) -> int:
+    return int(item.get("wd", {}).get("N", "0"))
 
 
 def _bar_attrs(bar: Bar) -> dict[str, Any]:
@@ -161,7 +166,7 @@ class MarketRecords:
             )
             if acquired:
                 after = held.get("nxt", {}).get("N")
-                return Lease(symbol, token, int(after) if after is not None else None)
+                return Lease(symbol, token, int(after) if after is not None else None, _withdrawals(held))
             # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
             # Asked already (the refusal returns the item): the holder looks again after it lets go, and this
             # run's marks, written before it came, are there to be found then.
@@ -174,11 +179,17 @@ class MarketRecords:
                 return None
         raise TransientError(f"the lease on {symbol} changed hands {LEASE_ATTEMPTS} times while it was asked for")
 
-    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> bool:
-        return self._table.update_unless_failed(
+    def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> Lease | None:
+        renewed, held = self._table.update_or_old(
             Key=_lease_key(lease.symbol), UpdateExpression="SET exp = :e", ConditionExpression="tok = :t",
             ExpressionAttributeValues={":t": {"S": lease.token}, ":e": {"N": str(now_ns + ttl_ns)}},
         )
+        return replace(lease, withdrawals=_withdrawals(held)) if renewed else None
+
+    def note_withdrawals(self, symbols: Iterable[str]) -> None:
+        for symbol in sorted(set(symbols)):
+            self._table.update(Key=_lease_key(symbol), UpdateExpression="ADD wd :one",
+                               ExpressionAttributeValues={":one": {"N": "1"}})
 
     def release_lease(self, lease: Lease, next_round_ns: int | None = None) -> bool:
         values: dict[str, Any] = {":t": {"S": lease.token}}
