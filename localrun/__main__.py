@@ -23,6 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from infra.definitions import load_stage
+
 from .stage import LOCAL_CREDENTIALS, PROJECT_ROOT, stage_environment
 
 TRUE_VALUES = ("1", "true", "yes", "on")
@@ -142,8 +144,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="port of the REST API (env API_PORT, default 8000)")
     parser.add_argument("--schedule-seconds", type=float, default=float(env.get("SCHEDULE_SECONDS", "300")),
                         help="period of the scheduled aggregator (env SCHEDULE_SECONDS, default 300)")
-    parser.add_argument("--processor-threads", type=int, default=int(env.get("PROCESSOR_THREADS", "2")),
-                        help="concurrent processor invocations (env PROCESSOR_THREADS, default 2)")
+    parser.add_argument("--processor-threads", type=int,
+                        default=int(env["PROCESSOR_THREADS"]) if env.get("PROCESSOR_THREADS") else None,
+                        help="concurrent processor invocations (env PROCESSOR_THREADS; default: the stage's SQS "
+                             "trigger maximum concurrency, sqs_maximum_concurrency in .chalice/config.json)")
     parser.add_argument("--require-sigv4", action="store_true",
                         default=env.get("REQUIRE_SIGV4", "").strip().lower() in TRUE_VALUES,
                         help="require AWS SigV4 (service execute-api, the emulator's credentials) on every API "
@@ -314,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                                 max_body_bytes=settings.max_body_bytes)
 
         driver = Driver(app_module, session, settings.region, names["queue_url"], names["events_queue_url"],
-                        settings.report_batch_item_failures, args.schedule_seconds, args.processor_threads,
+                        settings.report_batch_item_failures, args.schedule_seconds,
+                        args.processor_threads or load_stage(args.stage).processor_maximum_concurrency,
                         schedule_at_start=True)
         driver.start()
         print(_banner(args, settings, endpoint, api_url, state), flush=True)
