@@ -7,7 +7,7 @@ from chalicelib.domain.formats import MEDIA_TYPES
 from chalicelib.entrypoints import api, events
 from chalicelib.entrypoints.rest_app import MarketDataApp
 from chalicelib.schemas import AGGREGATION_PENDING, TICKS_PROCESSED
-from chalicelib.settings import get_settings
+from chalicelib.settings import PROCESSOR_BATCH_SIZE, PROCESSOR_BATCHING_WINDOW_SECONDS, get_settings
 
 settings = get_settings()
 app = MarketDataApp(app_name="market-data")
@@ -57,7 +57,8 @@ def ingest_object(event):
     return events.on_object_created(event.detail, use_cases().ingest_object)
 
 
-@app.on_sqs_message(queue=settings.queue_name, batch_size=10, name="DataProcessor")
+@app.on_sqs_message(queue=settings.queue_name, batch_size=PROCESSOR_BATCH_SIZE, name="DataProcessor",
+                    maximum_batching_window_in_seconds=PROCESSOR_BATCHING_WINDOW_SECONDS)
 def process_ticks(event):
     return events.on_sqs_batch([r.to_dict() for r in event], use_cases().process_batch,
                                settings.report_batch_item_failures)

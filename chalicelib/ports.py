@@ -29,6 +29,23 @@ def dirty_marks(entries: Iterable[DirtyWindow]) -> dict[tuple[str, int, str], in
     return {key: len(minutes) for key, minutes in marks.items()}
 
 
+# A symbol whose change in a processed batch spans more hours than this is not announced (see announced_marks).
+ANNOUNCED_HOURS = 3
+
+
+def announced_marks(changes: Iterable[tuple[str, int, int]], tokens: Sequence[str]) -> list[tuple[str, int, str]]:
+    """The marks (symbol, hour, token) a processed batch announced: for each changed symbol and its minutes
+    [first, last], the mark of each hour under each of the batch's tokens. Not every one need exist (an hour
+    without ticks in between), but each that was written is among them. A symbol whose change spans more than
+    ANNOUNCED_HOURS hours is left out: an aggregator run looks at it as at any other."""
+    marks: list[tuple[str, int, str]] = []
+    for symbol, first, last in changes:
+        hours = range(first - first % HOUR_NS, last + 1, HOUR_NS)
+        if len(hours) <= ANNOUNCED_HOURS:
+            marks += [(symbol, hour, token) for hour in hours for token in tokens]
+    return marks
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     """What an S3 HEAD tells about an object."""
@@ -148,6 +165,11 @@ class DirtyWindowStore(Protocol):
 
     def any_dirty(self, symbol: str, first_minute: int, last_minute: int) -> bool:
         """Whether a mark of ``symbol`` covers an hour that overlaps [first_minute, last_minute]."""
+        ...
+
+    def still_marked(self, marks: Iterable[tuple[str, int, str]]) -> set[str]:
+        """The symbols of which one of these marks, each (symbol, hour start, token), still exists; strongly
+        consistent (a mark is deleted only after the run that read it rebuilt its windows)."""
         ...
 
 

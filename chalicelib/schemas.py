@@ -273,11 +273,14 @@ class WindowChange(msgspec.Struct, forbid_unknown_fields=True):
 
 class TicksProcessedDetail(msgspec.Struct):
     """Detail of the ``TicksProcessed`` event: one per processed batch. When more symbols changed than an
-    event can list, ``changes`` is empty: the aggregator then takes every dirty window."""
+    event can list, ``changes`` is empty: the aggregator then takes every dirty window. ``mark_tokens``: the
+    tokens of the dirty marks the batch wrote, so that a run can tell, in one read, the symbols whose marks
+    another run has worked off already."""
 
     ingestion_ids: list[str] = []
     symbols_changed: int | None = None
     changes: list[WindowChange] = []
+    mark_tokens: list[str] = []
 
 
 class AggregationPendingDetail(msgspec.Struct):

@@ -23,6 +23,13 @@ def resource_names(stage: str) -> dict[str, str]:
 
 _DEV = resource_names("dev")
 
+# The processing queue's trigger (the SQS event source mapping): Lambda gathers messages for up to the window,
+# then invokes the processor with at most this many (and at most 6 MB of them). One invocation per gathered
+# batch means one TicksProcessed event, one set of writes and one aggregation run per batch rather than per
+# ten messages, for at most the window's delay.
+PROCESSOR_BATCH_SIZE = 100
+PROCESSOR_BATCHING_WINDOW_SECONDS = 1
+
 
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value == "":

@@ -1,6 +1,7 @@
 """Deliver to the Chalice handlers the events that AWS would: the local stand-in for Lambda triggers.
 
-- The processing queue is polled like an SQS event source mapping (batch of up to 10). A message is
+- The processing queue is polled like an SQS event source mapping: a batch is gathered up to the trigger's
+  batch size and batching window (as app.py declares them) and 6 MB, then given to one invocation. A message is
   deleted only when its invocation succeeded; a failed one becomes visible again, and SQS's redrive
   policy moves it to the dead-letter queue after maxReceiveCount receives, as in AWS.
 - EventBridge rules target a local queue (moto's EventBridge cannot invoke Lambda); each event on it
@@ -14,7 +15,9 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -25,6 +28,9 @@ from chalicelib.observability import logger
 from .lambda_events import LambdaContext, Routes, eventbridge_event, scheduled_event, sqs_event
 
 RETRY_VISIBILITY_SECONDS = 1
+# A synchronous Lambda invocation takes at most 6 MB; each SQS record carries about this much beside its body.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+RECORD_OVERHEAD_BYTES = 1024
 # An event received by the driver stays invisible this long, extended every EXTEND_EVERY_SECONDS while it waits.
 EVENT_VISIBILITY_SECONDS = 120
 EXTEND_EVERY_SECONDS = 30
@@ -62,12 +68,9 @@ class Driver:
 
     # ------------------------------------------------------------------ one step of each trigger
     def deliver_queue_batch(self, wait_seconds: int = 1) -> int:
-        """Receive up to 10 messages and invoke the processor once, as an event source mapping would."""
-        response = self._sqs.receive_message(
-            QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=120,
-        )
-        messages = response.get("Messages", [])
+        """Gather a batch and invoke the processor once, as an event source mapping would: once a message
+        arrives, keep receiving until the trigger's batch size, its batching window or 6 MB of messages."""
+        messages = self._gather(wait_seconds)
         if not messages or self._routes.sqs is None:
             return 0
         event = sqs_event(messages, self._queue_arn, self._region)
@@ -86,6 +89,39 @@ class Driver:
         self._delete(self._queue_url, [m for m in messages if m["MessageId"] not in failed])
         self._retry_later(self._queue_url, [m for m in messages if m["MessageId"] in failed])
         return len(messages)
+
+    def _gather(self, wait_seconds: int) -> list[dict[str, Any]]:
+        size, window = self._routes.sqs_batch_size, self._routes.sqs_batching_window_seconds
+        messages: list[dict[str, Any]] = []
+        payload = 0
+        deadline = None
+        while len(messages) < size and not self._stop.is_set():
+            if deadline is None:
+                wait = wait_seconds
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(1, math.ceil(left))
+            got = self._sqs.receive_message(
+                QueueUrl=self._queue_url, MaxNumberOfMessages=min(10, size - len(messages)), WaitTimeSeconds=wait,
+                AttributeNames=["All"], MessageAttributeNames=["All"], VisibilityTimeout=120,
+            ).get("Messages", [])
+            if not got:
+                if deadline is None or window == 0:
+                    break
+                continue
+            if deadline is None:
+                deadline = time.monotonic() + window
+            for index, message in enumerate(got):
+                payload += len(message["Body"]) + RECORD_OVERHEAD_BYTES
+                if payload > MAX_PAYLOAD_BYTES and messages:
+                    self._retry_later(self._queue_url, got[index:], visibility=0)  # the next batch's
+                    return messages
+                messages.append(message)
+            if window == 0:
+                break
+        return messages
 
     def deliver_events(self, wait_seconds: int = 1) -> int:
         """Receive EventBridge events from the rules' local target and invoke the matching handlers."""
@@ -186,10 +222,11 @@ class Driver:
             self._sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
                 {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages[i : i + 10])])
 
-    def _retry_later(self, queue_url: str, messages: list[dict[str, Any]]) -> None:
+    def _retry_later(self, queue_url: str, messages: list[dict[str, Any]],
+                     visibility: int = RETRY_VISIBILITY_SECONDS) -> None:
         for i in range(0, len(messages), 10):
             self._sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": RETRY_VISIBILITY_SECONDS}
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
                 for n, m in enumerate(messages[i : i + 10])])
 
     # ------------------------------------------------------------------ background loops

@@ -78,6 +78,10 @@ class Routes:
     events: list[tuple[EventPattern, str, Handler]] = field(default_factory=list)
     schedules: list[tuple[str, Handler]] = field(default_factory=list)
     sqs: Handler | None = None
+    # The SQS trigger's batching, as declared in app.py: at most this many messages per invocation, gathered
+    # for at most this many seconds.
+    sqs_batch_size: int = 10
+    sqs_batching_window_seconds: int = 0
 
     @classmethod
     def of(cls, app_module: ModuleType) -> Routes:
@@ -90,6 +94,8 @@ class Routes:
                 routes.schedules.append((source.name, function))
             elif source.__class__.__name__ == "SQSEventConfig":
                 routes.sqs = function
+                routes.sqs_batch_size = source.batch_size
+                routes.sqs_batching_window_seconds = source.maximum_batching_window_in_seconds
         return routes
 
     def matching(self, event: dict[str, Any]) -> list[tuple[str, Handler]]:

@@ -212,7 +212,7 @@ def bench_session(name: str, tmp: Path, options: Options) -> Iterator[Session]:
     finally:
         if options.keep_logs is not None:
             options.keep_logs.mkdir(parents=True, exist_ok=True)
-            for log in ("localrun.log", "reader.log"):
+            for log in ("localrun.log", "reader.log", recording.name):
                 if (tmp / log).exists():
                     shutil.copyfile(tmp / log, options.keep_logs / f"{name}-{log}")
 

@@ -205,6 +205,10 @@ class MemoryStateStore:
             return any(s == symbol and first_minute - first_minute % HOUR_NS <= hour <= last_minute
                        for s, hour, _ in self.dirty)
 
+    def still_marked(self, marks: Iterable[tuple[str, int, str]]) -> set[str]:
+        with self._lock:
+            return {symbol for symbol, hour, token in marks if (symbol, hour, token) in self.dirty}
+
     def dirty_minutes(self) -> set[tuple[str, int]]:
         """Test helper: every dirty (symbol, minute)."""
         return {(symbol, minute) for (symbol, _, _), minutes in self.dirty.items() for minute in minutes}

@@ -62,12 +62,15 @@ def drain_queue(url: str, visibility: int = 30) -> list[dict[str, Any]]:
 
 
 def run_processor(stack: dict[str, Any]) -> list[Any]:
-    """Hand every queued message to DataProcessor, in batches of 10 as its trigger does; the payloads."""
+    """Hand every queued message to DataProcessor, in batches of its trigger's size; the payloads."""
+    from chalicelib.settings import PROCESSOR_BATCH_SIZE
+
     client = stack["client"]
     bodies = [m["Body"] for m in drain_queue(stack["queue_url"])]
     payloads = []
-    for i in range(0, len(bodies), 10):
-        event = client.events.generate_sqs_event(bodies[i : i + 10], queue_name=stack["settings"].queue_name)
+    for i in range(0, len(bodies), PROCESSOR_BATCH_SIZE):
+        event = client.events.generate_sqs_event(bodies[i : i + PROCESSOR_BATCH_SIZE],
+                                                 queue_name=stack["settings"].queue_name)
         payloads.append(client.lambda_.invoke("DataProcessor", event).payload)
     return payloads
 

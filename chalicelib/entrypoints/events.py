@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..domain.errors import BatchFailed
 from ..observability import flush
+from ..ports import announced_marks
 from ..schemas import (
     AGGREGATION_PENDING,
     AggregationPendingDetail,
@@ -68,14 +69,18 @@ def on_sqs_batch(records: list[dict[str, Any]], process: ProcessBatch, report_it
 def on_aggregator_event(detail_type: str, detail: dict[str, Any], aggregate: Aggregate) -> dict[str, Any]:
     """TicksProcessed (from the processor) or AggregationPending (an aggregator handing symbols on)."""
     symbols: set[str] = set()
+    announced: list[tuple[str, int, str]] = []
     try:
         if detail_type == AGGREGATION_PENDING:
             symbols = set(detail_of(AggregationPendingDetail, detail).symbols)
         else:
-            symbols = {change.symbol for change in detail_of(TicksProcessedDetail, detail).changes}
+            processed = detail_of(TicksProcessedDetail, detail)
+            symbols = {change.symbol for change in processed.changes}
+            announced = announced_marks(((c.symbol, c.first_minute_ns, c.last_minute_ns) for c in processed.changes),
+                                        processed.mark_tokens)
     except ValueError:  # not a detail this pipeline wrote: the event still says "windows are dirty"
         pass
-    return aggregate(symbols or None)
+    return aggregate(symbols or None, announced)
 
 
 @flushes_metrics

@@ -56,6 +56,10 @@ RANGE_GAP_NS = INTERVALS["1h"]
 LEVELS = ("1m", "5m", "15m", "1h", "1d")
 NS_PER_S = 1_000_000_000
 ROUND_COST_FACTOR = 3  # the gap after a long round, in round lengths
+# A TicksProcessed event's marks (see ports.announced_marks) are looked up, to skip the symbols another run has
+# worked off, when the lookup takes at most one read per SYMBOLS_PER_LOOKUP symbols.
+SYMBOLS_PER_LOOKUP = 2
+LOOKUP_KEYS = 100  # marks one read looks up (DynamoDB's BatchGetItem takes 100 keys)
 
 
 def _levels(minutes: list[int]) -> list[tuple[str, str | None, list[int]]]:
@@ -90,8 +94,8 @@ class _Run:
     next_round: dict[str, int] = field(default_factory=dict)  # symbol -> the earliest its next round starts (ns)
     revised: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("windows", "symbols", "bars_written", "bars_revised", "skipped_clean", "skipped_leased", "leases_lost",
-         "handed_on"), 0))
+        ("windows", "symbols", "bars_written", "bars_revised", "skipped_clean", "skipped_worked", "skipped_leased",
+         "leases_lost", "handed_on"), 0))
 
 
 class Aggregate:
@@ -118,13 +122,20 @@ class Aggregate:
         # symbol -> (its withdrawals when learnt, the requests found to count in its last round): see sources.py
         self._counting: dict[str, tuple[int, frozenset[str]]] = {}
 
-    def __call__(self, symbols: Iterable[str] | None = None) -> dict[str, int]:
-        """Rebuild the bars of every dirty window of ``symbols`` (None: of every symbol with one)."""
+    def __call__(self, symbols: Iterable[str] | None = None,
+                 announced: Sequence[tuple[str, int, str]] = ()) -> dict[str, int]:
+        """Rebuild the bars of every dirty window of ``symbols`` (None: of every symbol with one).
+
+        ``announced``: the marks (symbol, hour, token) that made this run come (see ports.announced_marks). A symbol
+        none of whose announced marks is left was worked off by another run after they were written, so this
+        run skips it without looking (a mark is deleted only once its windows are rebuilt, and a mark written
+        since comes with an event of its own)."""
         run = _Run(deadline=self._monotonic() + self._settings.aggregate_seconds)
         todo = self._dirty.dirty_symbols() if symbols is None else sorted(set(symbols))
         group = self._settings.symbols_per_run
         mine, rest = todo[:group], todo[group:]
         self._hand_on(rest, run)
+        mine = self._not_worked_off(mine, announced, run)
         # Runs for the same symbols start at different places, so they do not queue up behind each other.
         offset = random.randrange(len(mine)) if mine else 0
         mine = mine[offset:] + mine[:offset]
@@ -144,6 +155,23 @@ class Aggregate:
         if run.counts["windows"] or run.counts["handed_on"]:
             logger.info("aggregated", extra=run.counts)
         return dict(run.counts)
+
+    def _not_worked_off(self, symbols: list[str], announced: Sequence[tuple[str, int, str]], run: _Run) -> list[str]:
+        """``symbols`` without those whose announced marks are all gone (one read per 100 marks, made only
+        when it can spare looking at at least SYMBOLS_PER_LOOKUP symbols per read)."""
+        wanted = set(symbols)
+        marks = [mark for mark in announced if mark[0] in wanted]
+        checked = {symbol for symbol, _, _ in marks}
+        if not marks or -(-len(marks) // LOOKUP_KEYS) * SYMBOLS_PER_LOOKUP > len(checked):
+            return symbols
+        try:
+            left = self._dirty.still_marked(marks)
+        except Exception:  # only a saving: look at every symbol
+            logger.warning("could not look up the announced marks", exc_info=True)
+            return symbols
+        gone = checked - left
+        run.counts["skipped_worked"] += len(gone)
+        return [symbol for symbol in symbols if symbol not in gone]
 
     # ------------------------------------------------------------------ one symbol under its lease
     def _symbol(self, symbol: str, run: _Run) -> bool:
@@ -318,24 +346,30 @@ class Aggregate:
     def _stored(self, symbol: str, levels: list[tuple[str, str | None, list[int]]]
                 ) -> dict[str, dict[int, tuple[Bar, int]]]:
         """The stored bars each level needs: its bars over whole windows of the next level (the 1d level: just
-        its dirty days). A few keys are read in one request, a long stretch with one query per level."""
-        keys: list[tuple[str, int]] = []
+        its dirty days), in as few requests as the levels allow: the levels with the most keys are queried (a
+        level's long stretch in one query each) until the others' keys fit one batch read (a dirty hour: its
+        minutes' level queried, the other four read together)."""
+        wanted: dict[str, list[int]] = {}
         for level, parent, windows in levels:
             if parent is None:
-                keys += [(level, w) for w in windows]
+                wanted[level] = list(windows)
             else:
                 step, per = INTERVALS[level], INTERVALS[parent] // INTERVALS[level]
-                keys += [(level, w + k * step) for w in windows for k in range(per)]
+                wanted[level] = [w + k * step for w in windows for k in range(per)]
         stored: dict[str, dict[int, tuple[Bar, int]]] = {level: {} for level, _, _ in levels}
-        if len(keys) <= GET_BARS_LIMIT:
-            for (level, start), row in self._bars.get_bars(symbol, keys).items():
-                stored[level][start] = row
-            return stored
-        for level, parent, windows in levels:
+        batched = sum(map(len, wanted.values()))
+        for level, parent, windows in sorted(levels, key=lambda entry: -len(wanted[entry[0]])):
+            if batched <= GET_BARS_LIMIT:
+                break
+            batched -= len(wanted.pop(level))
             span = INTERVALS[parent or level]
             for lo, hi in _ranges(windows, max(RANGE_GAP_NS, 2 * span)):
                 rows, _ = self._bars.query_bars(symbol, level, lo, hi + span - 1 if parent else hi)
                 stored[level].update((bar.start_ns, (bar, rev)) for bar, rev in rows)
+        keys = [(level, start) for level, starts in wanted.items() for start in starts]
+        if keys:
+            for (level, start), row in self._bars.get_bars(symbol, keys).items():
+                stored[level][start] = row
         return stored
 
     @staticmethod

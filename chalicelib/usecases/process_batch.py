@@ -34,6 +34,7 @@ from .chunk_reader import ChunkReader
 from .common import Clock, Metric, Transient, describe, no_metric
 from .sources import Sources
 
+MAX_TOKENS_LISTED = 20  # mark tokens an event lists (a batch stored together writes one; message by message, one each)
 MAX_CHANGES_LISTED = 500  # symbols one TicksProcessed event lists (an event holds at most 256 KB)
 MESSAGE_ATTEMPTS = 3  # tries of one message within an invocation, on throttling or timeouts
 
@@ -49,6 +50,7 @@ class BatchOutcome:
     ticks: int = 0
     rejected: int = 0
     windows: int = 0
+    mark_tokens: list[str] = field(default_factory=list)  # of every mark write tried (see TicksProcessedDetail)
 
 
 def _message_ids(body: str) -> tuple[str, int] | None:
@@ -126,7 +128,7 @@ class ProcessBatch:
         self._metric("TicksProcessed", outcome.ticks)
         self._metric("TicksRejected", outcome.rejected)
         if changes:
-            self._publish(changes, ingestions)
+            self._publish(changes, ingestions, outcome.mark_tokens)
         return outcome
 
     def _one(self, message_id: str, body: str, attempt: int, outcome: BatchOutcome) -> _Chunk | None:
@@ -187,7 +189,7 @@ class ProcessBatch:
         if len(chunks) > 1:
             for attempt in range(1, MESSAGE_ATTEMPTS + 1):
                 try:
-                    self._store(chunks)
+                    self._store(chunks, outcome)
                     return chunks
                 except Exception as exc:
                     if attempt == MESSAGE_ATTEMPTS or not self._transient(exc):
@@ -199,18 +201,20 @@ class ProcessBatch:
         for chunk in chunks:
             with logger.append_context_keys(message_id=chunk.message_id, ingestion_id=chunk.message.ingestion_id,
                                             chunk=chunk.message.chunk):
-                if self._guarded(chunk, lambda c: self._store([c]), outcome) is not None:
+                if self._guarded(chunk, lambda c: self._store([c], outcome), outcome) is not None:
                     stored.append(chunk)
         return stored
 
-    def _store(self, chunks: Sequence[_Chunk]) -> None:
+    def _store(self, chunks: Sequence[_Chunk], outcome: BatchOutcome) -> None:
         """Partials first, then the marks that send the aggregator to them, then the results that say the chunks
         are processed: each step only once the one before it is stored. Last, an object version replaced or
         failed meanwhile may have been withdrawn without these chunks (its withdrawal reads the stored
         results): their windows are revisited. A request's withdrawal revisits every window of its body."""
         self._partials.put_partials_of([(source_id(c.message.ingestion_id, c.message.chunk), c.partials.values())
                                         for c in chunks])
-        self._dirty.mark_dirty([key for c in chunks for key in c.partials], self._new_token())
+        token = self._new_token()
+        outcome.mark_tokens.append(token)  # before the write: a mark written by a failed attempt is announced too
+        self._dirty.mark_dirty([key for c in chunks for key in c.partials], token)
         now = self._clock()
         self._ingestions.put_chunk_results([(c.message.ingestion_id, replace(c.result, processed_ns=now))
                                             for c in chunks])
@@ -245,14 +249,15 @@ class ProcessBatch:
         except Exception:
             logger.exception("could not record the chunk's failure", extra={"ingestion_id": ingestion_id})
 
-    def _publish(self, changes: dict[str, list[int]], ingestions: set[str]) -> None:
+    def _publish(self, changes: dict[str, list[int]], ingestions: set[str], tokens: list[str]) -> None:
         listed = sorted(changes.items())
         if len(listed) > MAX_CHANGES_LISTED:
             listed = []  # no list means "every dirty window" to the aggregator
         detail = TicksProcessedDetail(
             ingestion_ids=sorted(ingestions)[:MAX_CHANGES_LISTED], symbols_changed=len(changes),
             changes=[WindowChange(symbol=s, first_minute_ns=lo, last_minute_ns=hi, ticks=n)
-                     for s, (lo, hi, n) in listed])
+                     for s, (lo, hi, n) in listed],
+            mark_tokens=tokens if listed and len(tokens) <= MAX_TOKENS_LISTED else [])  # all of them, or none
         try:
             self._events.publish(TICKS_PROCESSED, to_builtins(detail))
         except Exception:

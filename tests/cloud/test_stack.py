@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from chalicelib.settings import PROCESSOR_BATCH_SIZE, PROCESSOR_BATCHING_WINDOW_SECONDS
 from infra import definitions
 from infra.definitions import AGGREGATOR, API_HANDLER, INGESTION, PROCESSOR, load_stage
 
@@ -109,6 +110,14 @@ def test_a_backlog_starts_no_more_processors_than_the_stage_allows(stack: Packag
     (trigger,) = props(stack, "DataProcessor")["Events"].values()
     assert trigger["Properties"]["ScalingConfig"] == {"MaximumConcurrency": stage.processor_maximum_concurrency}
     assert 2 <= stage.processor_maximum_concurrency <= 1000  # what AWS accepts
+
+
+def test_the_processor_is_given_batches_gathered_for_a_second(stack: Packaged) -> None:
+    (trigger,) = props(stack, "DataProcessor")["Events"].values()
+    assert trigger["Properties"]["BatchSize"] == PROCESSOR_BATCH_SIZE
+    assert trigger["Properties"]["MaximumBatchingWindowInSeconds"] == PROCESSOR_BATCHING_WINDOW_SECONDS
+    # What AWS accepts on a standard queue: more than 10 messages only with a window.
+    assert 10 < PROCESSOR_BATCH_SIZE <= 10_000 and 1 <= PROCESSOR_BATCHING_WINDOW_SECONDS <= 300
 
 
 def test_production_may_run_more_processors_than_dev() -> None:

@@ -306,6 +306,20 @@ def test_marks_of_many_symbols_spread_and_are_all_found(store: Any) -> None:
     assert store.dirty_symbols() == []
 
 
+def test_still_marked_names_the_symbols_with_one_of_these_marks_left(store: Any) -> None:
+    store.mark_dirty([("A", 5 * MINUTE_NS), ("A", HOUR + MINUTE_NS), ("B", 0), ("C", 0)], "t1")
+    store.mark_dirty([("B", 0)], "t2")
+    assert store.still_marked([("A", 0, "t1"), ("B", 0, "t1"), ("C", 0, "t1")]) == {"A", "B", "C"}
+    store.clear_dirty([w for w in store.list_dirty(["A", "B"], 100) if w[2] == "t1"])
+    # A's and B's t1 marks are gone; B's t2 mark and C's are left. Marks never written are not found.
+    assert store.still_marked([("A", 0, "t1"), ("A", HOUR, "t1"), ("B", 0, "t1"), ("C", 0, "t1")]) == {"C"}
+    assert store.still_marked([("B", 0, "t2"), ("B", HOUR, "t2"), ("C", HOUR, "t1"), ("A", 0, "t2")]) == {"B"}
+    assert store.still_marked([]) == set()
+    many = [f"S{n:04d}" for n in range(250)]  # more than one read takes
+    store.mark_dirty([(s, 0) for s in many[::2]], "t3")
+    assert store.still_marked([(s, 0, "t3") for s in many]) == set(many[::2])
+
+
 # ------------------------------------------------------------------------------------------ leases
 def test_a_lease_is_exclusive_until_it_expires_or_is_released(store: Any) -> None:
     lease = store.acquire_lease("A", "run-1", 1_000, 100)

@@ -158,9 +158,12 @@ def test_the_object_created_detail_reads_what_s3_sends() -> None:
 
 def test_the_pipeline_details_round_trip() -> None:
     processed = TicksProcessedDetail(ingestion_ids=["a"], symbols_changed=1,
-                                     changes=[WindowChange(symbol="X", first_minute_ns=0, last_minute_ns=60, ticks=3)])
+                                     changes=[WindowChange(symbol="X", first_minute_ns=0, last_minute_ns=60, ticks=3)],
+                                     mark_tokens=["t1"])
     assert to_builtins(processed) == {"ingestion_ids": ["a"], "symbols_changed": 1, "changes": [
-        {"symbol": "X", "first_minute_ns": 0, "last_minute_ns": 60, "ticks": 3}]}
+        {"symbol": "X", "first_minute_ns": 0, "last_minute_ns": 60, "ticks": 3}], "mark_tokens": ["t1"]}
+    # An event of the version before mark tokens is still read (its runs look at every symbol).
+    assert detail_of(TicksProcessedDetail, {"changes": to_builtins(processed)["changes"]}).mark_tokens == []
     assert detail_of(TicksProcessedDetail, {**to_builtins(processed), "extra": 1}) == processed
     assert detail_of(TicksProcessedDetail, {}) == TicksProcessedDetail()
     with pytest.raises(msgspec.ValidationError):  # a change is ours exactly or not at all

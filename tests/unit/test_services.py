@@ -32,6 +32,8 @@ from chalicelib.domain.ingestion import Status
 from chalicelib.domain.ticks import Tick
 from chalicelib.domain.timefmt import format_ns, parse_timestamp
 from chalicelib.entrypoints.api import http_error
+from chalicelib.entrypoints.events import on_aggregator_event
+from chalicelib.ports import announced_marks
 from chalicelib.schemas import (
     ColumnsMessage,
     RangeMessage,
@@ -48,6 +50,7 @@ from tests.fakes import HeldResults, MemoryEvents, MemoryObjects, MemoryQueue, M
 BUCKET = "market-data-bucket-dev"
 BASE_NS = parse_timestamp("2024-07-01T23:55:00Z")
 SECOND = 1_000_000_000
+MINUTE = 60 * SECOND
 
 
 @dataclass
@@ -335,6 +338,54 @@ def test_processing_publishes_the_changed_windows(env: Env) -> None:
     summary = env.pipeline.aggregate()
     assert summary["windows"] == len(set(env.store.partials)) and env.store.dirty_minutes() == set()
     assert len(env.store.bars_of("ESU4", "1m")) == len(es_minutes)
+
+
+def _delivered(env: Env, detail: dict[str, Any]) -> dict[str, int]:
+    return on_aggregator_event("TicksProcessed", detail, env.pipeline.aggregate)
+
+
+def test_a_run_skips_the_symbols_whose_announced_marks_another_run_worked_off(env: Env) -> None:
+    rows = sample_rows()
+    env.pipeline.ingest_body(as_json(rows), "application/json")
+    env.process()
+    [(_, detail)] = env.events.published
+    # The event names the batch's marks: the ones the store holds.
+    assert detail_of(TicksProcessedDetail, detail).mark_tokens == sorted({t for _, _, t in env.store.dirty})
+    env.pipeline.aggregate(["ESU4"])  # another run, for one of the symbols
+    summary = _delivered(env, detail)
+    assert (summary["skipped_worked"], summary["skipped_clean"], summary["symbols"]) == (1, 0, 1)
+    assert env.store.dirty_minutes() == set()
+    assert {key: values(bars) for key, bars in all_bars(env).items()} == {
+        (s, iv): expected_bars(rows, s, iv) for s in ("ESU4", "BTC/USDT") for iv in INTERVALS}
+
+
+def test_a_symbol_marked_again_is_aggregated_by_the_event_of_its_new_marks(env: Env) -> None:
+    rows = sample_rows()
+    env.pipeline.ingest_body(as_json(rows[:30]), "application/json")
+    env.process()
+    env.pipeline.ingest_body(as_json(rows[30:]), "application/json")
+    env.process()
+    (_, first), (_, second) = env.events.published
+    env.pipeline.aggregate(["ESU4", "BTC/USDT"])
+    env.pipeline.ingest_body(as_json([{**rows[1], "volume": "7"}]), "application/json")
+    env.process()
+    third = env.events.published[-1][1]
+    # The earlier events come late: their marks are gone, so their runs skip both symbols without a look.
+    assert _delivered(env, second)["skipped_worked"] == 2 and _delivered(env, first)["skipped_worked"] == 2
+    assert env.store.dirty_minutes() != set()  # the new tick's mark waits for the event that announced it
+    assert _delivered(env, third)["symbols"] == 1
+    assert env.store.dirty_minutes() == set()
+    everything = [*rows, {**rows[1], "volume": "7"}]
+    assert values(env.bars(rows[1]["symbol"], "1m")) == expected_bars(everything, rows[1]["symbol"], "1m")
+
+
+def test_marks_are_announced_per_hour_and_token_unless_a_change_spans_many_hours() -> None:
+    hour = INTERVALS["1h"]
+    changes = [("A", 5 * hour + 59 * MINUTE, 6 * hour), ("B", 0, 0), ("C", 0, 3 * hour)]
+    assert announced_marks(changes, ["t1", "t2"]) == [
+        ("A", 5 * hour, "t1"), ("A", 5 * hour, "t2"), ("A", 6 * hour, "t1"), ("A", 6 * hour, "t2"),
+        ("B", 0, "t1"), ("B", 0, "t2")]  # C spans four hours: it is looked at as any other symbol
+    assert announced_marks(changes, []) == []
 
 
 def test_aggregate_only_the_symbols_asked_for(env: Env) -> None:

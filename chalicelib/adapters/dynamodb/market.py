@@ -13,7 +13,7 @@ from ...domain.bars import Bar
 from ...domain.errors import LeaseLost, TransientError
 from ...ports import HOUR_NS, DirtyWindow, Lease, dirty_marks
 from .layout import all_shards, shard_of
-from .table import CONDITION_FAILED, Table, time_range
+from .table import BATCH_GET_KEYS, CONDITION_FAILED, Table, time_range
 
 # A transaction holds at most 100 items: the lease check and 99 writes.
 TRANSACTION_WRITES = 99
@@ -152,6 +152,15 @@ class MarketRecords:
         ):
             return True
         return False
+
+    def still_marked(self, marks: Iterable[tuple[str, int, str]]) -> set[str]:
+        keys = [{"pk": {"S": f"D#{shard_of(symbol)}"}, "sk": {"S": f"{symbol}#{hour:020d}#{token}"}}
+                for symbol, hour, token in sorted(set(marks))]
+        found: set[str] = set()
+        for i in range(0, len(keys), BATCH_GET_KEYS):
+            for item in self._table.batch_get(keys[i : i + BATCH_GET_KEYS], projection="sk"):
+                found.add(item["sk"]["S"].rsplit("#", 2)[0])
+        return found
 
     # -- leases ----------------------------------------------------------------------------
     # One item per symbol: the token of the run that holds it and when it expires. Every bar write is a

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError
 from ...domain.errors import InvalidQuery, TransientError
 
 BATCH_WRITE_LIMIT = 25
+BATCH_GET_KEYS = 100  # keys one BatchGetItem takes
 MAX_KEY_NS = 10**20 - 1
 MAX_ATTEMPTS = 10
 CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -73,10 +74,13 @@ class Table:
                         raise TransientError(f"DynamoDB left {len(pending)} item(s) unprocessed")
                     _backoff(attempt)
 
-    def batch_get(self, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """BatchGetItem (strongly consistent) of at most 100 keys, retrying UnprocessedKeys with backoff."""
+    def batch_get(self, keys: Sequence[dict[str, Any]], projection: str | None = None) -> list[dict[str, Any]]:
+        """BatchGetItem (strongly consistent) of at most 100 keys, retrying UnprocessedKeys with backoff;
+        ``projection``: the attributes to read (a ProjectionExpression of plain names), else all."""
         items: list[dict[str, Any]] = []
         pending: dict[str, Any] = {"Keys": list(keys), "ConsistentRead": True}
+        if projection is not None:
+            pending["ProjectionExpression"] = projection
         attempt = 0
         while pending.get("Keys"):
             response = self.client.batch_get_item(RequestItems={self.name: pending})
