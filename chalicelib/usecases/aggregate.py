@@ -59,6 +59,7 @@ ROUND_COST_FACTOR = 3  # the gap after a long round, in round lengths
 # A TicksProcessed event's marks (see ports.announced_marks) are looked up, to skip the symbols another run has
 # worked off, when the lookup takes at most one read per SYMBOLS_PER_LOOKUP symbols.
 SYMBOLS_PER_LOOKUP = 2
+LOOKUP_SYMBOLS = 10  # symbols whose announced marks are looked up together, just before they are worked
 LOOKUP_KEYS = 100  # marks one read looks up (DynamoDB's BatchGetItem takes 100 keys)
 
 
@@ -135,11 +136,16 @@ class Aggregate:
         group = self._settings.symbols_per_run
         mine, rest = todo[:group], todo[group:]
         self._hand_on(rest, run)
-        mine = self._not_worked_off(mine, announced, run)
         # Runs for the same symbols start at different places, so they do not queue up behind each other.
         offset = random.randrange(len(mine)) if mine else 0
         mine = mine[offset:] + mine[:offset]
-        unfinished = [symbol for symbol in mine if not self._symbol(symbol, run)]
+        unfinished = []
+        # The announced marks are looked up a few symbols at a time, just before those are worked: runs that
+        # started together learn what the others did meanwhile.
+        for i in range(0, len(mine), LOOKUP_SYMBOLS):
+            for symbol in self._not_worked_off(mine[i : i + LOOKUP_SYMBOLS], announced, run):
+                if not self._symbol(symbol, run):
+                    unfinished.append(symbol)
         self._hand_on(unfinished, run)
         if run.revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
