@@ -65,7 +65,8 @@ bench-bucket: $(STAMP)
 
 ## package: the stage's CloudFormation/SAM stack in dist/$(STAGE)/ (sam.json + deployment.zip), validated
 ## offline (cfn-lint, SAM transform, cfn-lint, checkov); fails on any finding. Also dist/resources-$(STAGE).json,
-## the stateful resources alone, for the `chalice deploy` path.
+## the stateful resources alone, for the `chalice deploy` path. chalicelib/ is compiled to (checked-hash) bytecode
+## first, which the zip carries, so that a cold start does not compile the app.
 package: $(STAMP) $(LINT_STAMP)
 	rm -rf dist/$(STAGE)
 	$(PY) -m infra.build --stage $(STAGE) --merge-template dist/merge-$(STAGE).json \

@@ -3,7 +3,7 @@
 from chalice import IAMAuthorizer, Rate
 
 from chalicelib.bootstrap import use_cases
-from chalicelib.domain.formats import MEDIA_TYPES
+from chalicelib.domain.media import MEDIA_TYPES
 from chalicelib.entrypoints import api, events
 from chalicelib.entrypoints.rest_app import MarketDataApp
 from chalicelib.schemas import AGGREGATION_PENDING, TICKS_PROCESSED

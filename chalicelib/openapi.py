@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from . import rest_models
-from .domain.formats import MEDIA_TYPES
+from .domain.media import MEDIA_TYPES
 from .domain.options import OPTION_NAMES, QUERY
 
 ERROR_CODES = {400: "a bad parameter, body or record (named)", 403: "not signed, or no such route (API Gateway)",

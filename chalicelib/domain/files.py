@@ -15,7 +15,7 @@ from .chunking import LongLine, first_line
 from .columns import ColumnMap, header_problem
 from .csv_rows import CsvLineError, header_cells
 from .errors import FileRejected
-from .formats import MEDIA_TYPES
+from .media import MEDIA_TYPES
 from .options import METADATA_HINTS, NO_OPTIONS, ReadOptions
 
 _LEADING_BLANK = b"\xef\xbb\xbf \t\r\n\x0b\x0c"

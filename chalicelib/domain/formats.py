@@ -21,16 +21,6 @@ from .options import NO_OPTIONS, ReadOptions
 from .text import show, strip_space
 from .ticks import Tick, TickColumns, tick_from_record
 
-# Media types, for request bodies and for files whose name says nothing: format by type.
-MEDIA_TYPES = {
-    "application/json": "json",
-    "application/x-ndjson": "ndjson",
-    "application/ndjson": "ndjson",
-    "application/jsonl": "ndjson",
-    "text/csv": "csv",
-}
-
-
 MAX_IGNORED_NAMES = 20
 
 

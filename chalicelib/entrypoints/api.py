@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from chalice.app import Request, Response
@@ -38,11 +38,13 @@ from ..domain.queries import parse_interval, parse_query_symbol
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..settings import get_settings
-from ..usecases.ingest_body import IngestBody
-from ..usecases.listing import ListIngestions
-from ..usecases.queries import IngestionStatus, ListSymbols, ReadBars
 from .bar_params import bars_query, decode_cursor, encode_cursor, next_url, single_values
 from .events import flushes_metrics
+
+if TYPE_CHECKING:
+    from ..usecases.ingest_body import IngestBody
+    from ..usecases.listing import ListIngestions
+    from ..usecases.queries import IngestionStatus, ListSymbols, ReadBars
 
 __all__ = ["bar_json", "bar_query", "decode_cursor", "encode_cursor", "get_bars", "page_json", "read_bars"]
 from .listing import list_ingestions

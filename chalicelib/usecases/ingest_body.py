@@ -21,7 +21,6 @@ from ..domain.errors import (
     UnsupportedFormat,
 )
 from ..domain.formats import (
-    MEDIA_TYPES,
     ParseContext,
     ParseResult,
     parse_json_document,
@@ -37,6 +36,7 @@ from ..domain.ingestion import (
     api_ingestion_id,
     source_rank,
 )
+from ..domain.media import MEDIA_TYPES
 from ..domain.options import OPTION_NAMES, QUERY, OptionError, ReadOptions, read_options
 from ..domain.text import show, strip_space
 from ..domain.timefmt import NS_PER_S

@@ -3,8 +3,11 @@ cloud export promises, for every stage: a regression in Chalice or in the merge 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
+import zipfile
 
 import pytest
 
@@ -374,3 +377,20 @@ def test_chalice_deploy_policy_files_are_current(stage_name: str) -> None:
     for function in definitions.CHALICE_FUNCTIONS:
         file = config["stages"][stage_name]["lambda_functions"][function]["iam_policy_file"]
         assert file == f"policies/{stage_name}/{function}.json"
+
+
+def test_the_package_carries_current_bytecode_of_every_module(stack: Packaged) -> None:
+    """Lambda's code directory is read-only: without bytecode in the zip, every cold start compiles the app.
+    (Chalice zips app.py alone, without its __pycache__: its few decorators are compiled at a cold start.)"""
+    tag = sys.implementation.cache_tag
+    with zipfile.ZipFile(stack.directory / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        sources = [n for n in names if n.endswith(".py") and n.startswith("chalicelib/")]
+        assert "chalicelib/bootstrap.py" in sources and len(sources) > 40
+        for source in sources:
+            folder, _, file = source.rpartition("/")
+            compiled = f"{folder + '/' if folder else ''}__pycache__/{file[:-3]}.{tag}.pyc"
+            assert compiled in names, f"{source} has no bytecode in the package"
+            header = archive.read(compiled)[:16]
+            assert int.from_bytes(header[4:8], "little") == 0b11, f"{compiled}: not checked-hash bytecode"
+            assert header[8:16] == importlib.util.source_hash(archive.read(source)), f"{compiled} is stale"

@@ -29,7 +29,8 @@ from chalicelib.domain.columns import ColumnMap
 from chalicelib.domain.csv_rows import parse_csv_lines
 from chalicelib.domain.errors import InputError
 from chalicelib.domain.files import BINARY_SIGNATURES
-from chalicelib.domain.formats import MEDIA_TYPES, ParseContext, long_line_error, parse_ndjson_lines
+from chalicelib.domain.formats import ParseContext, long_line_error, parse_ndjson_lines
+from chalicelib.domain.media import MEDIA_TYPES
 from chalicelib.domain.ticks import FieldError, parse_decimal, parse_symbol, parse_token, tick_from_record
 from chalicelib.domain.timefmt import TimestampError, parse_timestamp
 from chalicelib.entrypoints.api import http_error
