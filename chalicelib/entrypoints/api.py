@@ -18,7 +18,6 @@ from chalice.app import Request, Response
 
 from .. import rest_models
 from ..adapters.failures import is_unreachable
-from ..domain.bar_requests import BarsPage, BarsQuery
 from ..domain.bars import Bar
 from ..domain.decimals import decimal_text
 from ..domain.errors import (
@@ -33,20 +32,19 @@ from ..domain.errors import (
     TransientError,
     UnsupportedFormat,
 )
-from ..domain.intervals import LocalDays
 from ..domain.queries import parse_interval, parse_query_symbol
 from ..domain.timefmt import format_ns
 from ..observability import logger
 from ..settings import get_settings
-from .bar_params import bars_query, decode_cursor, encode_cursor, next_url, single_values
 from .events import flushes_metrics
 
 if TYPE_CHECKING:
+    from ..domain.bar_requests import BarsPage, BarsQuery
     from ..usecases.ingest_body import IngestBody
     from ..usecases.listing import ListIngestions
     from ..usecases.queries import IngestionStatus, ListSymbols, ReadBars
 
-__all__ = ["bar_json", "bar_query", "decode_cursor", "encode_cursor", "get_bars", "page_json", "read_bars"]
+__all__ = ["bar_json", "bar_query", "get_bars", "page_json", "read_bars"]
 from .listing import list_ingestions
 
 # Error class -> (HTTP status, error code), most specific first; anything else is a 500.
@@ -148,6 +146,8 @@ def bar_json(bar: Bar, revision: int, local_date: str | None = None) -> dict[str
 
 def bar_query(params: Mapping[str, Any]) -> BarsQuery:
     """GET /bars's query string as a query; InvalidQuery naming the parameter that is wrong."""
+    from .bar_params import bars_query, single_values  # GET /bars alone needs them: not at a cold start
+
     return bars_query(single_values(params))
 
 
@@ -155,6 +155,9 @@ def page_json(query: BarsQuery, page: BarsPage, values: Mapping[str, str] | None
               base: str = "") -> dict[str, Any]:
     """The answer to one symbol (``symbol=``: its bars as a list) or several (``symbols=``: bars by symbol, in
     the order asked); ``next`` and ``next_url`` (from ``base`` and the parameters given) are null at the end."""
+    from ..domain.intervals import LocalDays
+    from .bar_params import encode_cursor, next_url
+
     dates = query.windows if query.zone is not None else None
 
     def rows(symbol: str) -> list[dict[str, Any]]:
@@ -178,6 +181,8 @@ def page_json(query: BarsQuery, page: BarsPage, values: Mapping[str, str] | None
 
 def read_bars(params: Mapping[str, Any], read: ReadBars, base: str = "") -> dict[str, Any]:
     """GET /bars's answer to a query string; ``base``: where the API is, for ``next_url``."""
+    from .bar_params import bars_query, single_values
+
     values = single_values(params)
     query = bars_query(values)
     return page_json(query, read.page(query), values, base)
