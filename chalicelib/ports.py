@@ -187,10 +187,10 @@ class Lease:
 
 
 class LeaseStore(Protocol):
-    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int, ask: bool = True) -> Lease | None:
         """Take the symbol's lease unless another run holds it unexpired. None when one does: that run is then
-        asked to look for work again when it releases the lease (see release_lease). TransientError when the
-        lease kept changing hands and neither could be done."""
+        asked to look for work again when it releases the lease (see release_lease), unless ``ask`` is False.
+        TransientError when the lease kept changing hands and neither could be done."""
         ...
 
     def renew_lease(self, lease: Lease, now_ns: int, ttl_ns: int) -> Lease | None:
@@ -226,9 +226,12 @@ class BarStore(Protocol):
         ...
 
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
-                   updated_ns: int) -> None:
+                   updated_ns: int, latest_ns: int | None = None, cleared: Iterable[DirtyWindow] = ()) -> None:
         """Store bars (with revision) of ``lease.symbol`` and delete (interval, start) bars, only while the lease
-        is this run's: LeaseLost otherwise. Writes are grouped; a group is stored whole or not at all."""
+        is this run's: LeaseLost otherwise. Writes are grouped; a group is stored whole or not at all, and the
+        groups in order. With them, fenced alike: the symbol's latest bar start raised to ``latest_ns`` (as
+        SymbolStore.update_symbol) in the first group, and the marks of ``cleared`` deleted (as
+        DirtyWindowStore.clear_dirty) after every bar, so never unless every bar was stored."""
         ...
 
 

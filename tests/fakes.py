@@ -76,7 +76,7 @@ class MemoryStateStore:
         self.lease_next_round: dict[str, int] = {}  # symbol -> the earliest its next round starts, kept on release
         self.withdrawals: dict[str, int] = {}  # symbol -> withdrawals noted on it
         self.symbols: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     # -- ingestions ------------------------------------------------------------------------
     def create_ingestion(self, ingestion: Ingestion) -> Ingestion | None:
@@ -214,11 +214,12 @@ class MemoryStateStore:
         return {(symbol, minute) for (symbol, _, _), minutes in self.dirty.items() for minute in minutes}
 
     # -- leases ----------------------------------------------------------------------------
-    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int, ask: bool = True) -> Lease | None:
         with self._lock:
             held = self.leases.get(symbol)
             if held is not None and held[1] >= now_ns:
-                self.lease_wanted.add(symbol)
+                if ask:
+                    self.lease_wanted.add(symbol)
                 return None
             self.leases[symbol] = (token, now_ns + ttl_ns)
             self.lease_wanted.discard(symbol)
@@ -275,14 +276,17 @@ class MemoryStateStore:
         return out
 
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
-                   updated_ns: int) -> None:
-        with self._lock:
+                   updated_ns: int, latest_ns: int | None = None, cleared: Iterable[DirtyWindow] = ()) -> None:
+        with self._lock:  # one group: stored whole or not at all
             if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
                 raise LeaseLost(f"the lease on {lease.symbol} passed to another run")
+            if latest_ns is not None:
+                self.update_symbol(lease.symbol, latest_ns)
             for bar, revision in puts:
                 self.bars[(lease.symbol, bar.interval, bar.start_ns)] = (bar, revision, updated_ns)
             for interval, start in deletes:
                 self.bars.pop((lease.symbol, interval, start), None)
+            self.clear_dirty(cleared)
 
     # -- symbols ---------------------------------------------------------------------------
     def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:

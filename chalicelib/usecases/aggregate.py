@@ -136,16 +136,21 @@ class Aggregate:
         group = self._settings.symbols_per_run
         mine, rest = todo[:group], todo[group:]
         self._hand_on(rest, run)
-        # Runs for the same symbols start at different places, so they do not queue up behind each other.
-        offset = random.randrange(len(mine)) if mine else 0
-        mine = mine[offset:] + mine[:offset]
-        unfinished = []
+        # Runs for the same symbols take them in orders of their own, so they do not queue up behind each other
+        # (in one order from different places, a run that caught up with another would keep meeting it).
+        random.shuffle(mine)
+        unfinished: list[str] = []
+        held: list[str] = []
+        awaited = {symbol for symbol, _, _ in announced}
         # The announced marks are looked up a few symbols at a time, just before those are worked: runs that
         # started together learn what the others did meanwhile.
         for i in range(0, len(mine), LOOKUP_SYMBOLS):
             for symbol in self._not_worked_off(mine[i : i + LOOKUP_SYMBOLS], announced, run):
-                if not self._symbol(symbol, run):
-                    unfinished.append(symbol)
+                self._symbol(symbol, run, unfinished, held if symbol in awaited else None)
+        # Symbols another run was working when this one came: most often that run has worked this run's marks
+        # off by now. Only those whose announced marks are left are tried again, asking for the lease this time.
+        for symbol in self._not_worked_off(held, announced, run, per_read=1):
+            self._symbol(symbol, run, unfinished, None)
         self._hand_on(unfinished, run)
         if run.revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
@@ -162,13 +167,14 @@ class Aggregate:
             logger.info("aggregated", extra=run.counts)
         return dict(run.counts)
 
-    def _not_worked_off(self, symbols: list[str], announced: Sequence[tuple[str, int, str]], run: _Run) -> list[str]:
+    def _not_worked_off(self, symbols: list[str], announced: Sequence[tuple[str, int, str]], run: _Run,
+                        per_read: int = SYMBOLS_PER_LOOKUP) -> list[str]:
         """``symbols`` without those whose announced marks are all gone (one read per 100 marks, made only
-        when it can spare looking at at least SYMBOLS_PER_LOOKUP symbols per read)."""
+        when it can spare looking at at least ``per_read`` symbols per read)."""
         wanted = set(symbols)
         marks = [mark for mark in announced if mark[0] in wanted]
         checked = {symbol for symbol, _, _ in marks}
-        if not marks or -(-len(marks) // LOOKUP_KEYS) * SYMBOLS_PER_LOOKUP > len(checked):
+        if not marks or -(-len(marks) // LOOKUP_KEYS) * per_read > len(checked):
             return symbols
         try:
             left = self._dirty.still_marked(marks)
@@ -180,12 +186,24 @@ class Aggregate:
         return [symbol for symbol in symbols if symbol not in gone]
 
     # ------------------------------------------------------------------ one symbol under its lease
-    def _symbol(self, symbol: str, run: _Run) -> bool:
-        """Work the symbol's marks off under its lease; False if time ran out with work left (hand it on).
+    def _symbol(self, symbol: str, run: _Run, unfinished: list[str], held: list[str] | None) -> None:
+        """Work the symbol's marks off under its lease; appended to ``unfinished`` if time ran out with work
+        left (to hand it on).
 
-        True also when another run holds the lease: asking for it told that run to look for marks again
-        when it lets the lease go, so it finds the ones that made this run come.
+        When another run holds the lease, this run asks for it, which tells that run to look for marks again
+        when it lets the lease go, so it finds the ones that made this run come. Given ``held`` (the symbol
+        has announced marks), it does not ask yet but appends the symbol to ``held``, to be tried again after
+        the others, by when the holder has most likely worked those marks off: an ask makes the holder take
+        the lease, list and release once more, and mostly find nothing.
         """
+        outcome = self._symbol_outcome(symbol, run, ask=held is None)
+        if outcome == "unfinished":
+            unfinished.append(symbol)
+        elif outcome == "held" and held is not None:
+            held.append(symbol)
+
+    def _symbol_outcome(self, symbol: str, run: _Run, ask: bool) -> str:
+        """"done", "unfinished" (time ran out with work left) or "held" (by another run, not asked)."""
         slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
         ttl_ns = self._settings.lease_seconds * NS_PER_S
         # Marks first: a symbol with none needs no lease (a mark written after this read is followed by an
@@ -194,16 +212,19 @@ class Aggregate:
         marks: list[DirtyWindow] | None = self._dirty.list_dirty([symbol], self._settings.max_windows_per_run)
         if not marks:
             run.counts["skipped_clean"] += 1
-            return True
+            return "done"
         while True:
             try:
-                lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns)
+                lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns, ask=ask)
             except TransientError:
                 logger.warning("could not take or ask for a lease; handing the symbol on", extra={"symbol": symbol})
-                return False
+                return "unfinished"
             if lease is None:
+                if not ask:
+                    return "held"
                 run.counts["skipped_leased"] += 1
-                return True
+                return "done"
+            ask = True  # once the lease was this run's, whoever holds it next is asked
             if lease.next_round_ns is not None:  # the previous holder's, from whichever run or process
                 run.next_round[symbol] = max(run.next_round.get(symbol, 0), lease.next_round_ns)
             wanted = False
@@ -213,13 +234,13 @@ class Aggregate:
             except LeaseLost:
                 run.counts["leases_lost"] += 1
                 logger.warning("lease lost; the run that holds it now rebuilds the symbol", extra={"symbol": symbol})
-                return True
+                return "done"
             finally:
                 wanted = self._release(lease, run.next_round.get(symbol))
             if not finished or (wanted and self._monotonic() >= slice_end):
-                return False
+                return "unfinished"
             if not wanted:
-                return True
+                return "done"
 
     def _release(self, lease: Lease, next_round_ns: int | None) -> bool:
         try:
@@ -256,8 +277,7 @@ class Aggregate:
                     raise LeaseLost(f"the lease on {lease.symbol} expired")
                 lease = renewed
             minutes = sorted({minute for _, minute, _ in marks})
-            run.counts["bars_written"] += self._rebuild(lease, minutes, run)
-            self._dirty.clear_dirty(marks)
+            run.counts["bars_written"] += self._rebuild(lease, minutes, run, marks)
             run.next_round[lease.symbol] = started + self._gap_after(self._clock() - started)
             run.counts["windows"] += len(minutes)
             run.counts["symbols"] += 1
@@ -294,8 +314,9 @@ class Aggregate:
                 logger.exception("could not hand on; the scheduled run will aggregate these symbols")
 
     # ------------------------------------------------------------------ the bars of some minutes
-    def _rebuild(self, lease: Lease, minutes: list[int], run: _Run) -> int:
-        """Rebuild every level over these dirty minutes and write what changed; returns the bars written.
+    def _rebuild(self, lease: Lease, minutes: list[int], run: _Run, marks: list[DirtyWindow]) -> int:
+        """Rebuild every level over these dirty minutes, write what changed and delete ``marks`` (theirs, all
+        in the bar writes' requests when there are any); returns the bars written.
 
         Each level's stored bars are read over whole windows of the next level, so one read gives both the
         bars to compare with and the children of the next level (with this level's fresh bars substituted).
@@ -330,10 +351,16 @@ class Aggregate:
                 if rebuilt is not None:
                     children[window_start(start, parent)].append(rebuilt)
             fresh = {w: merge_all(children.get(w, []), parent, w) for w in windows}
+        # The symbol's latest bar start only moves forward: one this process stored needs no request.
+        if latest is not None and latest <= self._latest_known.get(symbol, -1):
+            latest = None
         if puts or deletes:
-            self._bars.write_bars(lease, puts, deletes, self._clock())
-        if latest is not None and latest > self._latest_known.get(symbol, -1):
-            self._symbols.update_symbol(symbol, latest)  # only moves forward; known ones need no request
+            self._bars.write_bars(lease, puts, deletes, self._clock(), latest, marks)
+        else:
+            if latest is not None:
+                self._symbols.update_symbol(symbol, latest)
+            self._dirty.clear_dirty(marks)
+        if latest is not None:
             self._latest_known[symbol] = latest
         return len(puts)
 

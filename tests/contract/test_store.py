@@ -348,6 +348,17 @@ def test_asking_for_a_held_lease_tells_the_holder_when_it_releases(store: Any) -
     assert store.release_lease(again) is False  # released already
 
 
+def test_trying_a_held_lease_without_asking_leaves_the_holder_unasked(store: Any) -> None:
+    lease = store.acquire_lease("A", "run-1", 1_000, 100)
+    assert store.acquire_lease("A", "run-2", 1_010, 100, ask=False) is None
+    assert store.release_lease(lease) is False  # nobody asked
+    free = store.acquire_lease("A", "run-3", 1_020, 100, ask=False)  # a free lease is taken either way
+    assert free is not None and free.token == "run-3"
+    assert store.acquire_lease("A", "run-4", 1_030, 100, ask=False) is None
+    assert store.acquire_lease("A", "run-5", 1_040, 100) is None  # asking afterwards still asks
+    assert store.release_lease(free) is True
+
+
 def test_many_runs_asking_for_a_held_lease_tell_its_holder_once(store: Any) -> None:
     lease = store.acquire_lease("A", "run-1", 1_000, 100)
     for n in range(2, 6):
@@ -407,6 +418,32 @@ def test_bar_writes_are_fenced_by_the_lease(store: Any) -> None:
     assert len(rows) == 250 and {(b.close, rev) for b, rev in rows} == {(Decimal("3"), 2)}
     store.write_bars(new, [], [("1m", m * MINUTE_NS) for m in range(1, 250)], 6)
     assert [b.start_ns for b, _ in store.query_bars("ETH/USDT", "1m", 0, 10**19)[0]] == [0]
+
+
+@pytest.mark.parametrize("writes", [3, 250])  # one transaction; several, the marks in the last
+def test_bar_writes_raise_the_symbols_latest_and_delete_the_rebuilt_marks_under_the_same_fence(
+        store: Any, writes: int) -> None:
+    store.mark_dirty([("A", 0), ("A", 60 * MINUTE_NS), ("B", 0)], "t1")
+    store.mark_dirty([("A", MINUTE_NS)], "t2")
+    marks = store.list_dirty(["A"], 100)
+    store.mark_dirty([("A", 2 * MINUTE_NS)], "t3")  # marked during the run: not the run's to delete
+    old = store.acquire_lease("A", "run-1", 0, 10)
+    store.acquire_lease("A", "run-2", 11, 10**12)
+    puts = [(bar("A", m, "2"), 1) for m in range(writes)]
+    with pytest.raises(LeaseLost):  # nothing of it is written
+        store.write_bars(old, puts, [], 0, 7 * MINUTE_NS, marks)
+    assert store.query_bars("A", "1m", 0, 10**19) == ([], None) and store.list_symbols() == []
+    assert store.list_dirty(["A"], 100) == sorted([*marks, ("A", 2 * MINUTE_NS, "t3")])
+    new = store.acquire_lease("A", "run-3", 10**13, 10**12)
+    store.write_bars(new, puts, [], 0, 7 * MINUTE_NS, marks)
+    assert len(store.query_bars("A", "1m", 0, 10**19)[0]) == writes
+    assert store.list_symbols() == [("A", 7 * MINUTE_NS)]
+    assert store.list_dirty(None, 100) == [("A", 2 * MINUTE_NS, "t3"), ("B", 0, "t1")]
+    store.write_bars(new, [(bar("A", 0, "3"), 2)], [], 1, 5 * MINUTE_NS)  # earlier than stored: kept as it was
+    assert store.list_symbols() == [("A", 7 * MINUTE_NS)]
+    assert store.query_bars("A", "1m", 0, 0)[0][0][0].close == Decimal("3")
+    store.write_bars(new, [], [("1m", 0)], 2, 9 * MINUTE_NS, [("A", 2 * MINUTE_NS, "t3")])
+    assert store.list_symbols() == [("A", 9 * MINUTE_NS)] and store.list_dirty(["A"], 100) == []
 
 
 # ------------------------------------------------------------------------------------------ bars and symbols

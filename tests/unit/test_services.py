@@ -9,6 +9,7 @@ import gzip
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
@@ -379,6 +380,65 @@ def test_a_symbol_marked_again_is_aggregated_by_the_event_of_its_new_marks(env: 
     assert values(env.bars(rows[1]["symbol"], "1m")) == expected_bars(everything, rows[1]["symbol"], "1m")
 
 
+def _held_until_the_second_lookup(env: Env, then: Callable[[Any], None]) -> Any:
+    """ESU4's lease held by another run, which does ``then(lease)`` just before the event's run looks up its
+    announced marks the second time (the first lookup is before it works its symbols)."""
+    holder = env.store.acquire_lease("ESU4", "holder", time.time_ns(), 600 * SECOND)
+    real = env.store.still_marked
+    lookups = []
+
+    def still_marked(marks: Any) -> Any:
+        lookups.append(sorted({symbol for symbol, _, _ in marks}))
+        if len(lookups) == 2:
+            then(holder)
+        return real(marks)
+
+    env.store.still_marked = still_marked  # type: ignore[method-assign]
+    return lookups
+
+
+@pytest.mark.parametrize("holder_works", [True, False])
+def test_a_symbol_found_leased_is_tried_again_after_the_others_without_asking_its_holder(
+        env: Env, holder_works: bool) -> None:
+    rows = sample_rows()
+    env.pipeline.ingest_body(as_json(rows), "application/json")
+    env.process()
+    [(_, detail)] = env.events.published
+    asked = []
+
+    def holder_finishes(lease: Any) -> None:
+        if holder_works:
+            env.store.release_lease(lease)  # it let go...
+            env.pipeline.aggregate(["ESU4"])  # ...and (as another run) worked the marks off
+        else:
+            asked.append(env.store.release_lease(lease))  # it let go without reaching this run's marks
+
+    lookups = _held_until_the_second_lookup(env, holder_finishes)
+    summary = _delivered(env, detail)
+    assert lookups == [["BTC/USDT", "ESU4"], ["ESU4"]]  # the held symbol alone is looked up again
+    assert asked in ([], [False])  # the holder was never asked to look again
+    assert summary["skipped_leased"] == 0
+    assert (summary["skipped_worked"], summary["symbols"]) == ((1, 1) if holder_works else (0, 2))
+    assert env.store.dirty_minutes() == set()
+    assert {key: values(bars) for key, bars in all_bars(env).items()} == {
+        (s, iv): expected_bars(rows, s, iv) for s in ("ESU4", "BTC/USDT") for iv in INTERVALS}
+
+
+def test_a_symbol_still_leased_when_tried_again_asks_its_holder_to_look_again(env: Env) -> None:
+    rows = sample_rows()
+    env.pipeline.ingest_body(as_json(rows), "application/json")
+    env.process()
+    [(_, detail)] = env.events.published
+    held: list[Any] = []
+    _held_until_the_second_lookup(env, held.append)
+    summary = _delivered(env, detail)
+    assert (summary["skipped_leased"], summary["symbols"]) == (1, 1)
+    assert {s for s, _ in env.store.dirty_minutes()} == {"ESU4"}  # the holder's to work off...
+    assert env.store.release_lease(held[0]) is True  # ...as it was asked to when it lets go
+    env.pipeline.aggregate(["ESU4"])
+    assert values(env.bars("ESU4", "1m")) == expected_bars(rows, "ESU4", "1m")
+
+
 def test_marks_are_announced_per_hour_and_token_unless_a_change_spans_many_hours() -> None:
     hour = INTERVALS["1h"]
     changes = [("A", 5 * hour + 59 * MINUTE, 6 * hour), ("B", 0, 0), ("C", 0, 3 * hour)]
@@ -708,8 +768,8 @@ def test_a_withdrawal_noted_after_a_run_took_the_lease_is_seen_by_the_round_that
     env.process()
     real_acquire = env.store.acquire_lease
 
-    def acquire_then_withdraw(*args: Any) -> Any:
-        lease = real_acquire(*args)
+    def acquire_then_withdraw(*args: Any, **kwargs: Any) -> Any:
+        lease = real_acquire(*args, **kwargs)
         env.store.acquire_lease = real_acquire  # type: ignore[method-assign]
         meta = env.store.get_ingestion_meta(withdrawn)
         env.store.put_ingestion(meta.but(status=Status.FAILED))  # as when its queueing failed

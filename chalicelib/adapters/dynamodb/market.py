@@ -24,6 +24,11 @@ def _lease_key(symbol: str) -> dict[str, Any]:
     return {"pk": {"S": f"L#{symbol}"}, "sk": {"S": "LEASE"}}
 
 
+def _mark_key(mark: tuple[str, int, str]) -> dict[str, Any]:
+    symbol, hour, token = mark
+    return {"pk": {"S": f"D#{shard_of(symbol)}"}, "sk": {"S": f"{symbol}#{hour:020d}#{token}"}}
+
+
 def _withdrawals(item: dict[str, Any]) -> int:
     return int(item.get("wd", {}).get("N", "0"))
 
@@ -126,11 +131,7 @@ class MarketRecords:
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
         marks = dirty_marks(entries)
-        self._table.batch_write([
-            {"DeleteRequest": {"Key": {"pk": {"S": f"D#{shard_of(symbol)}"},
-                                       "sk": {"S": f"{symbol}#{hour:020d}#{token}"}}}}
-            for symbol, hour, token in sorted(marks)
-        ])
+        self._table.batch_write([{"DeleteRequest": {"Key": _mark_key(mark)}} for mark in sorted(marks)])
         return sum(marks.values())
 
     def dirty_symbols(self) -> list[str]:
@@ -165,7 +166,7 @@ class MarketRecords:
     # -- leases ----------------------------------------------------------------------------
     # One item per symbol: the token of the run that holds it and when it expires. Every bar write is a
     # transaction that checks the token, so a run whose lease passed to another cannot write.
-    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int) -> Lease | None:
+    def acquire_lease(self, symbol: str, token: str, now_ns: int, ttl_ns: int, ask: bool = True) -> Lease | None:
         for _ in range(LEASE_ATTEMPTS):
             acquired, held = self._table.update_or_old(
                 Key=_lease_key(symbol), UpdateExpression="SET tok = :t, exp = :e REMOVE want",
@@ -179,7 +180,7 @@ class MarketRecords:
             # Held: ask the holder to look again when it lets go, unless it let go meanwhile (then try again).
             # Asked already (the refusal returns the item): the holder looks again after it lets go, and this
             # run's marks, written before it came, are there to be found then.
-            if held.get("want", {}).get("BOOL") and "tok" in held:
+            if not ask or (held.get("want", {}).get("BOOL") and "tok" in held):
                 return None
             if self._table.update_unless_failed(
                 Key=_lease_key(symbol), UpdateExpression="SET want = :y", ConditionExpression="tok = :h",
@@ -257,7 +258,7 @@ class MarketRecords:
         return out
 
     def write_bars(self, lease: Lease, puts: Sequence[tuple[Bar, int]], deletes: Sequence[tuple[str, int]],
-                   updated_ns: int) -> None:
+                   updated_ns: int, latest_ns: int | None = None, cleared: Iterable[DirtyWindow] = ()) -> None:
         symbol = lease.symbol
         writes: list[dict[str, Any]] = [
             {"Put": {"TableName": self._table.name, "Item": {
@@ -270,21 +271,38 @@ class MarketRecords:
                         "Key": {"pk": {"S": f"B#{symbol}#{interval}"}, "sk": {"S": f"{start:020d}"}}}}
             for interval, start in deletes
         ]
+        latest = None
+        if latest_ns is not None:
+            latest = {"Update": {"TableName": self._table.name, **self._symbol_update(symbol, latest_ns)}}
+            writes.insert(0, latest)
+        # The marks last: a group is written only after the ones before it, so they go only once every bar did.
+        writes += [{"Delete": {"TableName": self._table.name, "Key": _mark_key(mark)}}
+                   for mark in sorted(dirty_marks(cleared))]
         fence = {"ConditionCheck": {"TableName": self._table.name, "Key": _lease_key(symbol),
                                     "ConditionExpression": "tok = :t",
                                     "ExpressionAttributeValues": {":t": {"S": lease.token}}}}
         for i in range(0, len(writes), TRANSACTION_WRITES):
-            if not self._table.transact_write([fence, *writes[i : i + TRANSACTION_WRITES]]):
+            group = [fence, *writes[i : i + TRANSACTION_WRITES]]
+            failed = self._table.transact_write_failures(group)
+            if failed and failed[0]:
                 raise LeaseLost(f"the lease on {symbol} passed to another run")
+            if failed and latest is not None and group[1] is latest:
+                # The stored latest start is later already (its condition failed): the group without it.
+                failed = self._table.transact_write_failures([fence, *group[2:]])
+                if failed:
+                    raise LeaseLost(f"the lease on {symbol} passed to another run")
+
+    # -- symbols ---------------------------------------------------------------------------
+    @staticmethod
+    def _symbol_update(symbol: str, latest_bar_ns: int) -> dict[str, Any]:
+        return {"Key": {"pk": {"S": f"S#{shard_of(symbol)}"}, "sk": {"S": symbol}},
+                "UpdateExpression": "SET latest = :t",
+                "ConditionExpression": "attribute_not_exists(latest) OR latest < :t",
+                "ExpressionAttributeValues": {":t": {"N": str(latest_bar_ns)}}}
 
     # -- symbols ---------------------------------------------------------------------------
     def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:
-        self._table.update_unless_failed(
-            Key={"pk": {"S": f"S#{shard_of(symbol)}"}, "sk": {"S": symbol}},
-            UpdateExpression="SET latest = :t",
-            ConditionExpression="attribute_not_exists(latest) OR latest < :t",
-            ExpressionAttributeValues={":t": {"N": str(latest_bar_ns)}},
-        )
+        self._table.update_unless_failed(**self._symbol_update(symbol, latest_bar_ns))
 
     def list_symbols(self) -> list[tuple[str, int]]:
         return sorted(

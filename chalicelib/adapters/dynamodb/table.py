@@ -171,19 +171,19 @@ class Table:
                 raise
             return False
 
-    def transact_write(self, items: list[dict[str, Any]]) -> bool:
-        """TransactWriteItems whose first item is a ConditionCheck: False when that check failed (nothing is
-        written); a conflict with another transaction on the same items is retried."""
+    def transact_write_failures(self, items: list[dict[str, Any]]) -> list[bool]:
+        """TransactWriteItems: [] when it was written, else (nothing was written) whether each item's condition
+        failed; a conflict with another transaction on the same items is retried."""
         for attempt in range(MAX_ATTEMPTS):
             try:
                 self.client.transact_write_items(TransactItems=items)
-                return True
+                return []
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
                 codes = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if codes and codes[0] == "ConditionalCheckFailed":
-                    return False
+                if "ConditionalCheckFailed" in codes:
+                    return [code == "ConditionalCheckFailed" for code in codes]
                 if "TransactionConflict" not in codes or attempt + 1 >= MAX_ATTEMPTS:
                     raise TransientError(f"DynamoDB cancelled the transaction: {codes}") from None
                 _backoff(attempt + 1)
