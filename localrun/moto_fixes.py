@@ -1,5 +1,5 @@
-"""moto's costs made what they are in AWS, for the local stack and the tests: four of DynamoDB's, three of SQS's and
-one of EventBridge's.
+"""moto's costs made what they are in AWS, for the local stack and the tests: five of DynamoDB's, three of SQS's,
+one of EventBridge's and one of the server's.
 
 - Query reads the items of its partition key only. moto's sorts the whole table on every Query, so the local
   stack slowed down as the table grew (the aggregator's queries took most of its time). A Query of the
@@ -15,6 +15,8 @@ one of EventBridge's.
   400 KB limit is checked the same, on the whole item.
 - DynamoDB reads answered with one ``json.dumps`` instead of moto's shape walk (moto_json_reads.py): a Query
   of 5,000 bars took seconds to serialise.
+- DynamoDB requests read with one ``json.loads`` where that gives the same parameters (moto_json_requests.py):
+  moto's shape walk was a third of the emulator's time on the processors' BatchWriteItem of partials.
 - SQS sends and receives without counting the queue. moto reads a queue's attribute dict, whose
   ``ApproximateNumberOf*`` entries scan every message, on every message sent (for ContentBasedDeduplication)
   and three times per message received (for MessageRetentionPeriod): with a backlog of thousands of messages the
@@ -29,6 +31,7 @@ one of EventBridge's.
   load: 2 of 4,702 requests answered 202 were never processed). A delete now removes its message in place,
   under the lock sends take, and stops scanning at it. Receives took no lock either, so two at once could
   take the same message: each look at the queue is now under that lock (a long poll waits without it).
+- The server's routing lists moto's package folder once, not for every request.
 - An EventBridge rule's input paths parsed once. moto parses each JSONPath of the rule's target again for
   every event delivered (a parser generator run each time); the parsed paths are now kept, by their text.
 """
@@ -41,7 +44,7 @@ import json
 import threading
 from typing import Any
 
-from . import moto_json_reads, moto_table_query
+from . import moto_json_reads, moto_json_requests, moto_table_query
 
 
 def fast_transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
@@ -120,8 +123,21 @@ def _sized_once_init(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, 
     self.hash_key = hash_key
     self.range_key = range_key
     self.attrs = LimitedSizeDict()
-    values = {key: DynamoType(value) for key, value in attrs.items()}
-    if sum(bytesize(key) + value.size() for key, value in values.items()) > ITEM_SIZE_LIMIT:
+    values = {}
+    size = 0
+    for key, value in attrs.items():
+        # A string or number (most attributes) is built and sized directly: the same value, the same size.
+        kind = next(iter(value)) if type(value) is dict and len(value) == 1 else None
+        if kind == "S" or kind == "N":
+            scalar = value[kind]
+            typed = DynamoType.__new__(DynamoType)
+            typed.type, typed.value = kind, scalar
+            size += len(key.encode()) + (len(scalar.encode()) if kind == "S" else len(str(scalar)))
+        else:
+            typed = DynamoType(value)
+            size += bytesize(key) + typed.size()
+        values[key] = typed
+    if size > ITEM_SIZE_LIMIT:
         raise ItemSizeTooLarge
     dict.update(self.attrs, values)
 
@@ -273,6 +289,16 @@ def _install_sqs() -> None:
 ITEM_SIZE_LIMIT = 405000
 
 
+def _listed_once() -> None:
+    """moto's server lists its own package folder (a listdir and a stat per entry) for every request it routes;
+    the folder does not change while it runs."""
+    from moto import backends
+
+    if not isinstance(backends.list_of_moto_modules, functools._lru_cache_wrapper):
+        modules = backends.list_of_moto_modules
+        backends.list_of_moto_modules = functools.cache(lambda: tuple(modules()))
+
+
 def install() -> None:
     """Use all of them for every DynamoDB and SQS backend of this process (idempotent)."""
     from moto.dynamodb.models import DynamoDBBackend
@@ -282,7 +308,9 @@ def install() -> None:
     Item.__init__ = _sized_once_init  # type: ignore[method-assign]
     _install_sqs()
     _cached_jsonpath()
+    _listed_once()
     moto_json_reads.install()
+    moto_json_requests.install()
 
     DynamoDBBackend.transact_write_items = fast_transact_write_items  # type: ignore[method-assign]
     if not getattr(Table.query, "partition_only", False):

@@ -190,6 +190,9 @@ class MemoryStateStore:
         return sorted(out)
 
     def clear_dirty(self, entries: Iterable[DirtyWindow]) -> int:
+        return self._delete_marks(entries)
+
+    def _delete_marks(self, entries: Iterable[DirtyWindow]) -> int:
         marks = dirty_marks(entries)
         with self._lock:
             for mark in marks:
@@ -281,12 +284,12 @@ class MemoryStateStore:
             if self.leases.get(lease.symbol, ("", 0))[0] != lease.token:
                 raise LeaseLost(f"the lease on {lease.symbol} passed to another run")
             if latest_ns is not None:
-                self.update_symbol(lease.symbol, latest_ns)
+                MemoryStateStore.update_symbol(self, lease.symbol, latest_ns)
             for bar, revision in puts:
                 self.bars[(lease.symbol, bar.interval, bar.start_ns)] = (bar, revision, updated_ns)
             for interval, start in deletes:
                 self.bars.pop((lease.symbol, interval, start), None)
-            self.clear_dirty(cleared)
+            self._delete_marks(cleared)
 
     # -- symbols ---------------------------------------------------------------------------
     def update_symbol(self, symbol: str, latest_bar_ns: int) -> None:

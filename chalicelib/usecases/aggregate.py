@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,13 +144,31 @@ class Aggregate:
         awaited = {symbol for symbol, _, _ in announced}
         # The announced marks are looked up a few symbols at a time, just before those are worked: runs that
         # started together learn what the others did meanwhile.
-        for i in range(0, len(mine), LOOKUP_SYMBOLS):
-            for symbol in self._not_worked_off(mine[i : i + LOOKUP_SYMBOLS], announced, run):
-                self._symbol(symbol, run, unfinished, held if symbol in awaited else None)
+        pending = deque(mine)
+        while pending:
+            chunk = [pending.popleft() for _ in range(min(LOOKUP_SYMBOLS, len(pending)))]
+            looked = deque(self._not_worked_off(chunk, announced, run))
+
+            def hand_on_the_rest(looked: deque[str] = looked) -> None:
+                # This symbol has a backlog (more marks than one round takes): the symbols after it go to other
+                # runs now, which work them in parallel, rather than after its backlog.
+                rest = [*looked, *pending]
+                looked.clear()
+                pending.clear()
+                self._hand_on(rest, run)
+
+            while looked:
+                symbol = looked.popleft()
+                self._symbol(symbol, run, unfinished, held if symbol in awaited else None, hand_on_the_rest)
+                if unfinished and self._monotonic() < run.deadline:
+                    # Its slice ran out with work left: another run goes on with it now, in parallel with the
+                    # symbols this run has yet to work, rather than after them.
+                    self._hand_on(unfinished, run)
+                    unfinished.clear()
         # Symbols another run was working when this one came: most often that run has worked this run's marks
         # off by now. Only those whose announced marks are left are tried again, asking for the lease this time.
         for symbol in self._not_worked_off(held, announced, run, per_read=1):
-            self._symbol(symbol, run, unfinished, None)
+            self._symbol(symbol, run, unfinished, None, lambda: None)
         self._hand_on(unfinished, run)
         if run.revised:
             # Bars that had been published changed (late or replaced ticks): tell consumers which.
@@ -186,7 +204,8 @@ class Aggregate:
         return [symbol for symbol in symbols if symbol not in gone]
 
     # ------------------------------------------------------------------ one symbol under its lease
-    def _symbol(self, symbol: str, run: _Run, unfinished: list[str], held: list[str] | None) -> None:
+    def _symbol(self, symbol: str, run: _Run, unfinished: list[str], held: list[str] | None,
+                backlog: Callable[[], None]) -> None:
         """Work the symbol's marks off under its lease; appended to ``unfinished`` if time ran out with work
         left (to hand it on).
 
@@ -194,15 +213,16 @@ class Aggregate:
         when it lets the lease go, so it finds the ones that made this run come. Given ``held`` (the symbol
         has announced marks), it does not ask yet but appends the symbol to ``held``, to be tried again after
         the others, by when the holder has most likely worked those marks off: an ask makes the holder take
-        the lease, list and release once more, and mostly find nothing.
+        the lease, list and release once more, and mostly find nothing. ``backlog`` is called when the symbol
+        has more marks than one round takes.
         """
-        outcome = self._symbol_outcome(symbol, run, ask=held is None)
+        outcome = self._symbol_outcome(symbol, run, held is None, backlog)
         if outcome == "unfinished":
             unfinished.append(symbol)
         elif outcome == "held" and held is not None:
             held.append(symbol)
 
-    def _symbol_outcome(self, symbol: str, run: _Run, ask: bool) -> str:
+    def _symbol_outcome(self, symbol: str, run: _Run, ask: bool, backlog: Callable[[], None]) -> str:
         """"done", "unfinished" (time ran out with work left) or "held" (by another run, not asked)."""
         slice_end = min(run.deadline, self._monotonic() + self._settings.symbol_slice_seconds)
         ttl_ns = self._settings.lease_seconds * NS_PER_S
@@ -213,6 +233,8 @@ class Aggregate:
         if not marks:
             run.counts["skipped_clean"] += 1
             return "done"
+        if len(marks) >= self._settings.max_windows_per_run:
+            backlog()
         while True:
             try:
                 lease = self._leases.acquire_lease(symbol, self._new_token(), self._clock(), ttl_ns, ask=ask)

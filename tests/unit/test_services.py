@@ -75,7 +75,17 @@ class Env:
     def run(self) -> None:
         outcome = self.process()
         assert outcome.failed_message_ids == []
+        self.aggregate_all()
+
+    def aggregate_all(self) -> None:
+        """Aggregate every dirty symbol, and run the runs that handed symbols on, as their events would."""
+        seen = len(self.events.published)
         self.pipeline.aggregate()
+        while seen < len(self.events.published):
+            kind, detail = self.events.published[seen]
+            seen += 1
+            if kind == "AggregationPending":
+                self.pipeline.aggregate(detail["symbols"])
 
     def bars(self, symbol: str, interval: str) -> list[dict[str, Any]]:
         return bars_json(self.pipeline, symbol, interval, limit="5000")["bars"]
@@ -437,6 +447,36 @@ def test_a_symbol_still_leased_when_tried_again_asks_its_holder_to_look_again(en
     assert env.store.release_lease(held[0]) is True  # ...as it was asked to when it lets go
     env.pipeline.aggregate(["ESU4"])
     assert values(env.bars("ESU4", "1m")) == expected_bars(rows, "ESU4", "1m")
+
+
+def test_a_backlog_hands_the_other_symbols_on_at_once_and_itself_when_its_slice_runs_out() -> None:
+    env = make_env(symbol_slice_seconds=0.0, max_windows_per_run=2)  # more marks than a round takes; one round
+    rows = sample_rows()
+    env.pipeline.ingest_body(as_json(rows), "application/json")
+    env.process()
+    env.events.published.clear()
+    real_write = env.store.write_bars
+    writes: list[tuple[str, list[list[str]]]] = []  # each bar write, with the symbol lists handed on by then
+
+    def write_bars(lease: Any, *args: Any) -> None:
+        handed = [d["symbols"] for kind, d in env.events.published if kind == "AggregationPending"]
+        writes.append((lease.symbol, handed))
+        real_write(lease, *args)
+
+    env.store.write_bars = write_bars  # type: ignore[method-assign]
+    summary = env.pipeline.aggregate(["ESU4", "BTC/USDT"])
+    [(first, handed_before)] = writes  # one round of the first symbol: the other was handed on before it
+    other = ({"ESU4", "BTC/USDT"} - {first}).pop()
+    assert handed_before == [[other]]
+    pending = [d["symbols"] for kind, d in env.events.published if kind == "AggregationPending"]
+    assert pending == [[other], [first]] and summary["handed_on"] == 2  # then itself, its slice over
+    while env.events.published:  # the new runs go on, a round each, until every window is done
+        kind, detail = env.events.published.pop(0)
+        if kind == "AggregationPending":
+            env.pipeline.aggregate(detail["symbols"])
+    assert env.store.dirty_minutes() == set()
+    assert {key: values(bars) for key, bars in all_bars(env).items()} == {
+        (s, iv): expected_bars(rows, s, iv) for s in ("ESU4", "BTC/USDT") for iv in INTERVALS}
 
 
 def test_marks_are_announced_per_hour_and_token_unless_a_change_spans_many_hours() -> None:
@@ -839,18 +879,26 @@ def test_a_version_replaced_between_two_rounds_of_a_run_stops_counting() -> None
     v1 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(old_rows))
     env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v1)
     env.process()
-    real_clear = env.store.clear_dirty
+    real_clear, real_write = env.store.clear_dirty, env.store.write_bars
     rounds: list[int] = []
 
-    def clear_then_replace(entries: Any) -> int:
-        cleared = real_clear(entries)
-        rounds.append(cleared)
+    def round_ended() -> None:
+        rounds.append(1)
         if len(rounds) == 1:  # after the first round, which counted the old version: the correction arrives
             v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(new_rows))
             env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)
+
+    def clear_then_replace(entries: Any) -> int:
+        cleared = real_clear(entries)
+        round_ended()
         return cleared
 
+    def write_then_replace(*args: Any) -> None:  # a round that changed bars deletes its marks with them
+        real_write(*args)
+        round_ended()
+
     env.store.clear_dirty = clear_then_replace  # type: ignore[method-assign]
+    env.store.write_bars = write_then_replace  # type: ignore[method-assign]
     env.pipeline.aggregate()  # later rounds of the same run rebuild the windows the correction revisits
     assert len(rounds) > 2
     env.run()
