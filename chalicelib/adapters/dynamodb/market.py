@@ -284,13 +284,13 @@ class MarketRecords:
         for i in range(0, len(writes), TRANSACTION_WRITES):
             group = [fence, *writes[i : i + TRANSACTION_WRITES]]
             failed = self._table.transact_write_failures(group)
-            if failed and failed[0]:
-                raise LeaseLost(f"the lease on {symbol} passed to another run")
-            if failed and latest is not None and group[1] is latest:
+            if failed and not failed[0] and latest is not None and group[1] is latest:
                 # The stored latest start is later already (its condition failed): the group without it.
                 failed = self._table.transact_write_failures([fence, *group[2:]])
-                if failed:
-                    raise LeaseLost(f"the lease on {symbol} passed to another run")
+            if failed and failed[0]:
+                raise LeaseLost(f"the lease on {symbol} passed to another run")
+            if failed:  # no other item has a condition
+                raise TransientError(f"DynamoDB cancelled the bar writes of {symbol}: a condition failed")
 
     # -- symbols ---------------------------------------------------------------------------
     @staticmethod
