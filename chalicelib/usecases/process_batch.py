@@ -221,7 +221,11 @@ class ProcessBatch:
         files = {c.message.ingestion_id for c in chunks if isinstance(c.message, ObjectPart)}
         gone = self._sources.stopped_counting(files) if files else set()
         if gone:
-            self._sources.revisit({key for c in chunks if c.message.ingestion_id in gone for key in c.partials})
+            # Announced with the batch's marks, so that a run the event starts never takes them for worked off.
+            revisit_token = self._new_token()
+            outcome.mark_tokens.append(revisit_token)
+            self._sources.revisit({key for c in chunks if c.message.ingestion_id in gone for key in c.partials},
+                                  revisit_token)
 
     def _set_aside(self, message_id: str, body: str, where: tuple[str, int] | None, reason: str,
                    outcome: BatchOutcome) -> None:

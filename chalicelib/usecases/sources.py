@@ -98,12 +98,12 @@ class Sources:
         """Whether an answer that the ingestion counts may be kept while its symbol's withdrawals stay the same."""
         return is_request(ingestion_id)
 
-    def revisit(self, windows: set[tuple[str, int]]) -> None:
+    def revisit(self, windows: set[tuple[str, int]], token: str | None = None) -> None:
         """Make the aggregator rebuild these windows, whose sources' standing changed: a withdrawal is noted on
-        their symbols first, then they are marked dirty."""
+        their symbols first, then they are marked dirty (under ``token``, else a new one)."""
         if windows:
             self._leases.note_withdrawals({symbol for symbol, _ in windows})
-            self._dirty.mark_dirty(windows, self._new_token())
+            self._dirty.mark_dirty(windows, token or self._new_token())
 
     def withdraw(self, ingestion_id: str) -> None:
         """The ingestion stopped counting: rebuild whatever its processed chunks were counted in."""

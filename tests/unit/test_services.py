@@ -854,6 +854,23 @@ def test_a_corrected_file_under_the_same_key_replaces_the_old_version_everywhere
     assert revised and any(b["revision"] is None for d in revised for b in d["bars"])  # emptied windows
 
 
+def test_the_windows_a_processor_revisits_are_announced_by_its_event(env: Env) -> None:
+    rows = sample_rows(60)
+    held = HeldResults(env.store, env.queue.receive_all, lambda m: env.pipeline.process_batch(m))
+    v1 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(rows))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v1)
+    held.start()  # the chunk's partials and marks are stored, its result not yet...
+    env.pipeline.aggregate()  # ...and another run works those marks off
+    v2 = env.objects.put(BUCKET, "incoming/day.csv", as_csv(rows[:6]))
+    env.pipeline.ingest_object(BUCKET, "incoming/day.csv", v2)  # replaced: the processor revisits the chunk
+    held.finish()
+    [detail] = [d for kind, d in env.events.published if kind == "TicksProcessed"]
+    assert env.store.dirty and {t for _, _, t in env.store.dirty} <= set(detail["mark_tokens"])
+    _delivered(env, detail)  # the event's run finds the revisit's marks left: it does not skip the symbols
+    assert env.store.dirty_minutes() == set()
+    assert env.store.bars_of("ESU4", "1m") == [] and env.store.bars_of("BTC/USDT", "1m") == []  # v1 no longer counts
+
+
 def test_a_version_counted_while_a_newer_one_replaces_it_stops_counting(env: Env) -> None:
     old_rows = sample_rows(60)
     new_rows = old_rows[20:]  # the correction drops the first minutes entirely
