@@ -229,9 +229,9 @@ class BarStore(Protocol):
                    updated_ns: int, latest_ns: int | None = None, cleared: Iterable[DirtyWindow] = ()) -> None:
         """Store bars (with revision) of ``lease.symbol`` and delete (interval, start) bars, only while the lease
         is this run's: LeaseLost otherwise. Writes are grouped; a group is stored whole or not at all, and the
-        groups in order. With them, fenced alike: the symbol's latest bar start raised to ``latest_ns`` (as
-        SymbolStore.update_symbol) in the first group, and the marks of ``cleared`` deleted (as
-        DirtyWindowStore.clear_dirty) after every bar, so never unless every bar was stored."""
+        groups in order. With them, fenced alike and after every bar (so never unless every bar was stored): the
+        symbol's latest bar start raised to ``latest_ns`` (as SymbolStore.update_symbol), and the marks of
+        ``cleared`` deleted (as DirtyWindowStore.clear_dirty)."""
         ...
 
 

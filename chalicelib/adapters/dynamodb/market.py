@@ -271,11 +271,12 @@ class MarketRecords:
                         "Key": {"pk": {"S": f"B#{symbol}#{interval}"}, "sk": {"S": f"{start:020d}"}}}}
             for interval, start in deletes
         ]
+        # The latest time and the marks after the bars: a group is written only after the ones before it, so
+        # /symbols names a bar only once it is stored, and a mark goes only once every bar did.
         latest = None
         if latest_ns is not None:
             latest = {"Update": {"TableName": self._table.name, **self._symbol_update(symbol, latest_ns)}}
-            writes.insert(0, latest)
-        # The marks last: a group is written only after the ones before it, so they go only once every bar did.
+            writes.append(latest)
         writes += [{"Delete": {"TableName": self._table.name, "Key": _mark_key(mark)}}
                    for mark in sorted(dirty_marks(cleared))]
         fence = {"ConditionCheck": {"TableName": self._table.name, "Key": _lease_key(symbol),
@@ -284,9 +285,9 @@ class MarketRecords:
         for i in range(0, len(writes), TRANSACTION_WRITES):
             group = [fence, *writes[i : i + TRANSACTION_WRITES]]
             failed = self._table.transact_write_failures(group)
-            if failed and not failed[0] and latest is not None and group[1] is latest:
+            if failed and not failed[0] and any(item is latest for item in group):
                 # The stored latest start is later already (its condition failed): the group without it.
-                failed = self._table.transact_write_failures([fence, *group[2:]])
+                failed = self._table.transact_write_failures([item for item in group if item is not latest])
             if failed and failed[0]:
                 raise LeaseLost(f"the lease on {symbol} passed to another run")
             if failed:  # no other item has a condition
